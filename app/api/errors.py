@@ -1,0 +1,119 @@
+"""The one place where domain errors become HTTP responses."""
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core import errors
+from app.schemas.common import ErrorBody
+
+log = structlog.get_logger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
+    (errors.BadRequest, 400),
+    (errors.NotAuthenticated, 401),
+    (errors.PaymentDeclined, 402),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.HoldExpired, 410),
+    (errors.IdempotencyMismatch, 422),
+    (errors.InvalidInput, 422),
+]
+
+DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, invalid or expired access token",
+    402: "Payment declined",
+    403: "Your role does not allow this",
+    404: "Not found (or not yours)",
+    409: "Conflict with the current state (seats taken, wrong status)",
+    410: "The hold has expired",
+    422: "Invalid request body or parameters",
+    429: "Too many requests",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route's error codes, all shaped as ErrorBody."""
+    return {code: {"model": ErrorBody, "description": DESCRIPTIONS[code]} for code in codes}
+
+
+def status_for(exc: errors.DomainError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code, **extra}
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        _body(exc.detail, exc.code, **exc.extra), status_code=status, headers=headers
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{where or 'body'}: {error.get('msg', 'invalid')}"
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [dict(e) for e in exc.errors()]
+    detail = "Invalid request: " + "; ".join(_describe(e) for e in problems[:5])
+    slim = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in problems
+    ]
+    return JSONResponse(_body(detail, "validation_error", errors=slim), status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {401: "not_authenticated", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error"
+    )
+    return JSONResponse(
+        _body(str(exc.detail), code),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _data_error(_: Request, exc: Exception) -> JSONResponse:
+    # A value PostgreSQL cannot store (e.g. a NUL byte in a string) is the caller's error.
+    log.warning("rejected_value", error=str(getattr(exc, "orig", exc))[:200])
+    return JSONResponse(
+        _body(
+            "A value in the request cannot be stored (unsupported characters or out of range).",
+            "invalid_value",
+        ),
+        status_code=400,
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", exc_info=exc)
+    return JSONResponse(
+        _body("Internal server error; it has been logged.", "internal_error"), status_code=500
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,56 @@
+from fastapi import APIRouter
+
+from app.api.deps import AdminUser, Id, Limit, Offset, OrganizerUser, UoW
+from app.api.errors import responses
+from app.schemas.common import Page
+from app.schemas.event import EventCreate, EventDetail, EventRead, EventUpdate
+from app.schemas.user import RoleUpdate, UserRead
+from app.services import events as events_service
+from app.services import users as users_service
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+MANAGE = responses(401, 403, 404, 409, 422)
+
+
+@router.post(
+    "/events", status_code=201, response_model=EventRead, responses=responses(401, 403, 422)
+)
+async def create_event(uow: UoW, user: OrganizerUser, body: EventCreate) -> EventRead:
+    """Create a draft event with a seat layout (sections of rows x seats) or a GA capacity."""
+    return await events_service.create(uow, user, body)
+
+
+@router.get("/events", response_model=Page[EventRead], responses=responses(401, 403, 422))
+async def my_events(
+    uow: UoW, user: OrganizerUser, limit: Limit = 20, offset: Offset = 0
+) -> Page[EventRead]:
+    """The events you manage (an admin: all), drafts included."""
+    return await events_service.list_managed(uow, user, limit, offset)
+
+
+@router.get("/events/{event_id}", response_model=EventDetail, responses=MANAGE)
+async def managed_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventDetail:
+    return await events_service.managed_detail(uow, user, event_id)
+
+
+@router.put("/events/{event_id}", response_model=EventRead, responses=MANAGE)
+async def update_event(uow: UoW, user: OrganizerUser, event_id: Id, body: EventUpdate) -> EventRead:
+    """Change name, description, venue, category or start time."""
+    return await events_service.update(uow, user, event_id, body)
+
+
+@router.post("/events/{event_id}/publish", response_model=EventRead, responses=MANAGE)
+async def publish_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventRead:
+    return await events_service.publish(uow, user, event_id)
+
+
+@router.delete("/events/{event_id}", response_model=EventRead, responses=MANAGE)
+async def cancel_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventRead:
+    """Cancel the event and all its bookings (nothing is deleted)."""
+    return await events_service.cancel(uow, user, event_id)
+
+
+@router.post("/users/{user_id}/role", response_model=UserRead, responses=MANAGE)
+async def set_role(uow: UoW, admin: AdminUser, user_id: Id, body: RoleUpdate) -> UserRead:
+    return await users_service.set_role(uow, admin, user_id, body.role)

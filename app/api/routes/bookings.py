@@ -1,0 +1,64 @@
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
+from app.api.errors import responses
+from app.schemas.booking import BookingCreate, BookingRead, ConfirmRequest
+from app.schemas.common import Page
+from app.services import booking as service
+
+router = APIRouter(prefix="/bookings", tags=["bookings"])
+
+
+@router.post(
+    "/", status_code=201, response_model=BookingRead, responses=responses(401, 404, 409, 422, 429)
+)
+async def hold_seats(
+    uow: UoW, user: CurrentUser, body: BookingCreate, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Hold exact seats `{event_id, seat_ids}`, or any N: `{event_id, quantity, section?}`.
+
+    All or nothing; the hold lasts `HOLD_MINUTES`. 409 names the seats that were not free.
+    """
+    outcome = await service.hold(uow, user, body, idempotency_key)
+    return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+@router.get("/my-bookings", response_model=Page[BookingRead], responses=responses(401, 422))
+async def my_bookings(
+    uow: UoW, user: CurrentUser, limit: Limit = 20, offset: Offset = 0
+) -> Page[BookingRead]:
+    """The caller's bookings, newest first."""
+    return await service.list_mine(uow, user, limit, offset)
+
+
+@router.get("/{booking_id}", response_model=BookingRead, responses=responses(401, 404, 422))
+async def get_booking(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRead:
+    return await service.get(uow, user, booking_id)
+
+
+@router.post(
+    "/{booking_id}/confirm",
+    response_model=BookingRead,
+    responses=responses(401, 402, 404, 409, 410, 422),
+)
+async def confirm_booking(
+    uow: UoW,
+    user: CurrentUser,
+    booking_id: Id,
+    body: ConfirmRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Pay for a hold (simulated: `payment_token: "fail"` is declined) and get tickets."""
+    outcome = await service.confirm(
+        uow, user, booking_id, body or ConfirmRequest(), idempotency_key
+    )
+    return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+@router.post(
+    "/{booking_id}/cancel", response_model=BookingRead, responses=responses(401, 404, 409, 422)
+)
+async def cancel_booking(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRead:
+    """Cancel a pending or confirmed booking (owner or admin); its seats are freed."""
+    return await service.cancel(uow, user, booking_id)

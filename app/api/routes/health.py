@@ -1,0 +1,23 @@
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.services import health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def liveness() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", responses={503: {"description": "A dependency is down"}})
+async def readiness() -> JSONResponse:
+    """PostgreSQL and Redis state; 503 when the database is down (Redis down degrades only)."""
+    checks = await health.readiness()
+    ready = checks["database"] == "up"
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,0 +1,61 @@
+"""Application settings: one object, read from the environment (and `.env`)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev-secret-change-me"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every tunable of Evently; names match the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "test", "production"] = "development"
+    secret_key: str = "dev-secret-change-me"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/evently"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    access_token_minutes: int = Field(default=60, ge=1)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    hold_minutes: int = Field(default=10, ge=1)
+    max_seats_per_user_per_event: int = Field(default=10, ge=1)
+    lock_timeout_ms: int = Field(default=2000, ge=10)
+    statement_timeout_ms: int = Field(default=15000, ge=100)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON when stdout is not a terminal
+
+    # Test-only switch for the negative-control concurrency test: when false the hold
+    # path reads seats without FOR UPDATE. Refused outside the test environment.
+    booking_locks_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.app_env == "development" or self.app_env == "test":
+            return self
+        if self.secret_key in PLACEHOLDER_SECRETS or len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"SECRET_KEY must be a random string of at least {MIN_SECRET_LENGTH} characters "
+                "outside development; generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if not self.booking_locks_enabled:
+            raise ValueError("BOOKING_LOCKS_ENABLED=false is a test-only switch")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.app_env == "development"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,120 @@
+"""Database engine, sessions, and the unit of work that runs side effects after commit."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.core.config import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+# SQLSTATEs that mean "someone else holds what you need": lock_not_available,
+# deadlock_detected, serialization_failure. They become 409s, never 500s.
+LOCK_FAILURE_STATES = frozenset({"55P03", "40P01", "40001"})
+UNIQUE_VIOLATION = "23505"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An asyncpg engine whose every connection has short lock and statement timeouts."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=False,
+        connect_args={
+            "server_settings": {
+                # Set per connection so no request pays a round trip for `SET LOCAL`.
+                "lock_timeout": str(settings.lock_timeout_ms),
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "application_name": "evently",
+            }
+        },
+    )
+
+
+class Database:
+    """The process's engine and session factory, created lazily on the running loop."""
+
+    def __init__(self) -> None:
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = create_engine(get_settings())
+        return self._engine
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessions is None:
+            self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+
+
+db = Database()
+
+
+class UnitOfWork:
+    """One transaction of one use case, plus the side effects to run once it commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, effect: AfterCommit) -> None:
+        """Run `effect` only if the transaction commits (cache, pub/sub, jobs)."""
+        self._after_commit.append(effect)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        effects, self._after_commit = self._after_commit, []
+        for effect in effects:
+            try:
+                await effect()
+            except Exception:  # a side effect must never undo or fail a committed write
+                log.exception("after_commit_failed", effect=getattr(effect, "__name__", "?"))
+
+    async def rollback(self) -> None:
+        self._after_commit.clear()
+        await self.session.rollback()
+
+
+@asynccontextmanager
+async def unit_of_work() -> AsyncIterator[UnitOfWork]:
+    """A fresh session; whatever was not committed when the block ends is rolled back."""
+    async with db.sessions() as session:
+        uow = UnitOfWork(session)
+        try:
+            yield uow
+        finally:
+            await uow.rollback()
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind a SQLAlchemy DBAPIError, if any."""
+    orig: Any = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+
+
+def is_lock_failure(exc: DBAPIError) -> bool:
+    return sqlstate(exc) in LOCK_FAILURE_STATES

@@ -1,0 +1,80 @@
+"""Domain errors: they know nothing of HTTP; `app.api.errors` maps them in one place."""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every expected business outcome that is not a success."""
+
+    code = "error"
+    default_detail = "The request could not be completed."
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.default_detail
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class BadRequest(DomainError):
+    code = "bad_request"
+    default_detail = "The request is not valid."
+
+
+class NotAuthenticated(DomainError):
+    code = "not_authenticated"
+    default_detail = "Missing or invalid credentials."
+
+
+class PaymentDeclined(DomainError):
+    code = "payment_declined"
+    default_detail = "The payment was declined; the hold is kept until it expires."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    default_detail = "You are not allowed to do this."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    default_detail = "Not found."
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    default_detail = "The request conflicts with the current state."
+
+
+class SeatsUnavailable(Conflict):
+    code = "seats_unavailable"
+    default_detail = "Some of the requested seats are not available."
+
+
+class NotEnoughSeats(Conflict):
+    code = "not_enough_seats"
+    default_detail = "Not enough seats are available."
+
+
+class SeatLimitExceeded(Conflict):
+    code = "seat_limit_exceeded"
+    default_detail = "You would hold more seats for this event than allowed."
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+    default_detail = "The hold has expired; its seats were released."
+
+
+class IdempotencyMismatch(DomainError):
+    code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was already used with a different request."
+
+
+class InvalidInput(DomainError):
+    """A request that is well-formed JSON but breaks a rule pydantic cannot see."""
+
+    code = "invalid_input"

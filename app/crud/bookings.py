@@ -1,0 +1,224 @@
+"""Queries on bookings, their seat claims and tickets. Never commits.
+
+The locking queries live here; the order in which a use case calls them (and so the
+order in which locks are taken) is decided in `app.services.booking`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.crud.events import seat_is_free
+from app.models import Booking, BookingSeat, BookingStatus, Seat, SeatStatus, Ticket
+
+
+@dataclass(frozen=True)
+class LockedSeat:
+    id: int
+    label: str
+    section: str
+    price_cents: int
+    free: bool
+    booking_id: int | None
+
+
+_LOCKED_COLUMNS = (
+    Seat.id,
+    Seat.label,
+    Seat.section,
+    Seat.price_cents,
+    seat_is_free().label("free"),
+    Seat.booking_id,
+)
+
+
+async def lock_seats(
+    session: AsyncSession, event_id: int, seat_ids: Sequence[int], *, lock: bool = True
+) -> list[LockedSeat]:
+    """Lock the asked seats of one event in id order (so multi-seat holds never deadlock)."""
+    stmt = (
+        select(*_LOCKED_COLUMNS)
+        .where(Seat.event_id == event_id, Seat.id.in_(list(seat_ids)))
+        .order_by(Seat.id)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Seat)
+    return [LockedSeat(*row) for row in await session.execute(stmt)]
+
+
+async def lock_any_free_seats(
+    session: AsyncSession, event_id: int, quantity: int, section: str | None
+) -> list[LockedSeat]:
+    """Up to `quantity` free seats, skipping rows other buyers have locked right now."""
+    stmt = select(*_LOCKED_COLUMNS).where(Seat.event_id == event_id, seat_is_free())
+    if section is not None:
+        stmt = stmt.where(func.lower(Seat.section) == section.lower())
+    stmt = stmt.order_by(Seat.id).limit(quantity).with_for_update(of=Seat, skip_locked=True)
+    return [LockedSeat(*row) for row in await session.execute(stmt)]
+
+
+async def take_user_event_lock(session: AsyncSession, user_id: int, event_id: int) -> None:
+    """Serialise one user's holds on one event, so the per-user seat cap cannot be raced."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:u, :e)"), {"u": user_id, "e": event_id}
+    )
+
+
+async def seats_claimed_by_user(session: AsyncSession, user_id: int, event_id: int) -> int:
+    """Seats the user holds (unexpired) or has bought for an event."""
+    live = or_(
+        Booking.status == BookingStatus.CONFIRMED,
+        and_(Booking.status == BookingStatus.PENDING, Booking.expires_at > func.now()),
+    )
+    stmt = (
+        select(func.count())
+        .select_from(BookingSeat)
+        .join(Booking, Booking.id == BookingSeat.booking_id)
+        .where(Booking.user_id == user_id, Booking.event_id == event_id, BookingSeat.active, live)
+    )
+    return (await session.scalar(stmt)) or 0
+
+
+async def expire_bookings(session: AsyncSession, booking_ids: Sequence[int]) -> None:
+    """Mark lapsed pending bookings expired and drop their claims (their seats are free)."""
+    if not booking_ids:
+        return
+    ids = list(booking_ids)
+    await session.execute(
+        update(Booking)
+        .where(Booking.id.in_(ids), Booking.status == BookingStatus.PENDING)
+        .values(status=BookingStatus.EXPIRED)
+    )
+    await deactivate_claims(session, ids)
+
+
+async def deactivate_claims(session: AsyncSession, booking_ids: Sequence[int]) -> None:
+    await session.execute(
+        update(BookingSeat)
+        .where(BookingSeat.booking_id.in_(list(booking_ids)), BookingSeat.active)
+        .values(active=False)
+    )
+
+
+async def add_booking(session: AsyncSession, booking: Booking, seats: Sequence[LockedSeat]) -> None:
+    """Insert the booking, its claims, and point the seats at it as held."""
+    session.add(booking)
+    await session.flush()
+    await session.execute(
+        insert(BookingSeat),
+        [{"booking_id": booking.id, "seat_id": s.id, "price_cents": s.price_cents} for s in seats],
+    )
+    await session.execute(
+        update(Seat)
+        .where(Seat.id.in_([s.id for s in seats]))
+        .values(status=SeatStatus.HELD, booking_id=booking.id, held_until=booking.expires_at)
+    )
+
+
+async def get(session: AsyncSession, booking_id: int) -> Booking | None:
+    return await session.get(Booking, booking_id)
+
+
+async def get_for_update(session: AsyncSession, booking_id: int) -> Booking | None:
+    stmt = select(Booking).where(Booking.id == booking_id).with_for_update()
+    return await session.scalar(stmt)
+
+
+async def get_by_idempotency_key(session: AsyncSession, user_id: int, key: str) -> Booking | None:
+    stmt = select(Booking).where(Booking.user_id == user_id, Booking.idempotency_key == key)
+    return await session.scalar(stmt)
+
+
+async def lock_booking_seats(session: AsyncSession, booking_id: int) -> list[LockedSeat]:
+    """Lock the seats a booking claims, in id order."""
+    stmt = (
+        select(*_LOCKED_COLUMNS)
+        .join(BookingSeat, BookingSeat.seat_id == Seat.id)
+        .where(BookingSeat.booking_id == booking_id, BookingSeat.active)
+        .order_by(Seat.id)
+        .with_for_update(of=Seat)
+    )
+    return [LockedSeat(*row) for row in await session.execute(stmt)]
+
+
+async def set_seats(
+    session: AsyncSession, booking_id: int, status: SeatStatus, held_until: datetime | None = None
+) -> None:
+    """Move the seats still pointing at a booking to `status` (available frees them)."""
+    values: dict[str, object] = {"status": status, "held_until": held_until}
+    if status == SeatStatus.AVAILABLE:
+        values["booking_id"] = None
+    await session.execute(update(Seat).where(Seat.booking_id == booking_id).values(**values))
+
+
+async def seats_of(
+    session: AsyncSession, booking_ids: Sequence[int]
+) -> dict[int, list[tuple[int, str, str, int]]]:
+    """booking id -> [(seat id, label, section, price)] for every seat it ever claimed."""
+    stmt = (
+        select(BookingSeat.booking_id, Seat.id, Seat.label, Seat.section, BookingSeat.price_cents)
+        .join(Seat, Seat.id == BookingSeat.seat_id)
+        .where(BookingSeat.booking_id.in_(list(booking_ids)))
+        .order_by(Seat.id)
+    )
+    result: dict[int, list[tuple[int, str, str, int]]] = {b: [] for b in booking_ids}
+    for booking_id, seat_id, label, section, price in await session.execute(stmt):
+        result[booking_id].append((seat_id, label, section, price))
+    return result
+
+
+async def tickets_of(session: AsyncSession, booking_ids: Sequence[int]) -> dict[int, list[Ticket]]:
+    stmt = select(Ticket).where(Ticket.booking_id.in_(list(booking_ids))).order_by(Ticket.id)
+    result: dict[int, list[Ticket]] = {b: [] for b in booking_ids}
+    for ticket in await session.scalars(stmt):
+        result[ticket.booking_id].append(ticket)
+    return result
+
+
+async def add_tickets(session: AsyncSession, tickets: Sequence[Ticket]) -> None:
+    session.add_all(tickets)
+    await session.flush()
+
+
+async def list_for_user(
+    session: AsyncSession, user_id: int, limit: int, offset: int
+) -> tuple[Sequence[Booking], int]:
+    total = await session.scalar(
+        select(func.count()).select_from(Booking).where(Booking.user_id == user_id)
+    )
+    stmt = (
+        select(Booking)
+        .where(Booking.user_id == user_id)
+        .order_by(Booking.created_at.desc(), Booking.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return (await session.scalars(stmt)).all(), total or 0
+
+
+async def active_booking_ids_for_event(session: AsyncSession, event_id: int) -> list[int]:
+    stmt = select(Booking.id).where(
+        Booking.event_id == event_id,
+        Booking.status.in_([BookingStatus.PENDING, BookingStatus.CONFIRMED]),
+    )
+    return list(await session.scalars(stmt))
+
+
+async def cancel_bookings(session: AsyncSession, booking_ids: Sequence[int]) -> None:
+    if not booking_ids:
+        return
+    await session.execute(
+        update(Booking)
+        .where(Booking.id.in_(list(booking_ids)))
+        .values(status=BookingStatus.CANCELLED, cancelled_at=func.now())
+    )
+    await deactivate_claims(session, booking_ids)
+
+
+async def lock_all_seats(session: AsyncSession, event_id: int) -> None:
+    """Lock every seat of an event in id order (waits for holds in flight to finish)."""
+    stmt = select(Seat.id).where(Seat.event_id == event_id).order_by(Seat.id).with_for_update()
+    await session.execute(stmt)

@@ -1,0 +1,40 @@
+"""The FastAPI application factory."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import errors
+from app.api.middleware import RequestContextMiddleware
+from app.api.routes import admin, auth, bookings, events, health
+from app.core.config import get_settings
+from app.core.db import db
+from app.core.logging import configure_logging
+from app.core.redis import redis
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await redis.close()
+    await db.dispose()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings)
+    app = FastAPI(
+        title="Evently",
+        summary="Event ticketing: seat maps, holds that never oversell, signed tickets.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    errors.install(app)
+    for module in (auth, events, bookings, admin, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,45 @@
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from app.core.security import BCRYPT_MAX_BYTES
+from app.models.enums import Role
+from app.schemas.common import ORMModel
+
+
+def _fits_bcrypt(password: str) -> str:
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
+    return password
+
+
+Password = Annotated[str, Field(min_length=8), AfterValidator(_fits_bcrypt)]
+
+
+class UserCreate(BaseModel):
+    # Any extra field, `role` included, is ignored: registration always makes a customer.
+    model_config = ConfigDict(extra="ignore")
+
+    email: EmailStr
+    password: Password
+    full_name: str = Field(default="", max_length=200)
+
+
+class UserRead(ORMModel):
+    id: int
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+
+
+class RoleUpdate(BaseModel):
+    role: Role
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int

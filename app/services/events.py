@@ -1,0 +1,236 @@
+"""Events and their seat maps: create, update, publish, cancel, list, read."""
+
+from datetime import UTC, datetime
+
+from app.core.db import UnitOfWork
+from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from app.crud import bookings as bookings_crud
+from app.crud import events as crud
+from app.crud.events import EventFilters
+from app.models import Event, EventStatus, Role, User
+from app.schemas.common import Page
+from app.schemas.event import (
+    MAX_CAPACITY,
+    Availability,
+    EventCreate,
+    EventDetail,
+    EventRead,
+    EventStatusRead,
+    EventUpdate,
+    GeneralAdmissionEventCreate,
+    SeatedEventCreate,
+    SeatMap,
+    SeatRead,
+)
+
+GA_SECTION = "GA"
+
+
+def _seated_rows(event_id: int, spec: SeatedEventCreate) -> list[dict[str, object]]:
+    names = [s.name for s in spec.layout.sections]
+    if len({n.lower() for n in names}) != len(names):
+        raise InvalidInput("Section names must be unique within an event.")
+    return [
+        {
+            "event_id": event_id,
+            "section": section.name,
+            "row": str(row),
+            "number": number,
+            "label": f"{section.name}-{row}-{number}",
+            "price_cents": section.price_cents,
+        }
+        for section in spec.layout.sections
+        for row in range(1, section.rows + 1)
+        for number in range(1, section.seats_per_row + 1)
+    ]
+
+
+def _ga_rows(event_id: int, spec: GeneralAdmissionEventCreate) -> list[dict[str, object]]:
+    # One row per admission, so "any N" locking is the same for GA and seated events.
+    return [
+        {
+            "event_id": event_id,
+            "section": GA_SECTION,
+            "row": "1",
+            "number": n,
+            "label": f"GA-{n}",
+            "price_cents": spec.price_cents,
+        }
+        for n in range(1, spec.capacity + 1)
+    ]
+
+
+def _capacity(spec: EventCreate) -> int:
+    if isinstance(spec, GeneralAdmissionEventCreate):
+        return spec.capacity
+    return sum(s.rows * s.seats_per_row for s in spec.layout.sections)
+
+
+async def create(uow: UnitOfWork, organizer: User, spec: EventCreate) -> EventRead:
+    """A draft event with its whole seat inventory, in one transaction."""
+    capacity = _capacity(spec)
+    if capacity > MAX_CAPACITY:
+        raise InvalidInput(
+            f"An event may have at most {MAX_CAPACITY} seats; this layout has {capacity}."
+        )
+    _require_future(spec.starts_at)
+    event = Event(
+        organizer_id=organizer.id,
+        name=spec.name,
+        description=spec.description,
+        venue=spec.venue,
+        category=spec.category,
+        starts_at=spec.starts_at,
+        status=EventStatus.DRAFT,
+        seating=spec.seating,
+        total_capacity=capacity,
+    )
+    uow.session.add(event)
+    await uow.session.flush()
+    rows = (
+        _ga_rows(event.id, spec)
+        if isinstance(spec, GeneralAdmissionEventCreate)
+        else _seated_rows(event.id, spec)
+    )
+    await crud.insert_seats(uow.session, rows)
+    await uow.session.refresh(event)
+    result = EventRead.model_validate(event)
+    await uow.commit()
+    return result
+
+
+def _require_future(starts_at: datetime) -> None:
+    if starts_at <= datetime.now(UTC):
+        raise InvalidInput("`starts_at` must be in the future.")
+
+
+async def _managed(uow: UnitOfWork, user: User, event_id: int, *, lock: bool = False) -> Event:
+    """An event the user may manage: their own, or any for an admin."""
+    getter = crud.get_for_update if lock else crud.get
+    event = await getter(uow.session, event_id)
+    if event is None:
+        raise NotFound(f"Event {event_id} does not exist.")
+    if user.role != Role.ADMIN and event.organizer_id != user.id:
+        raise Forbidden("You can only manage your own events.")
+    return event
+
+
+async def update(uow: UnitOfWork, user: User, event_id: int, changes: EventUpdate) -> EventRead:
+    """Change an event's details; a cancelled event is final."""
+    event = await _managed(uow, user, event_id, lock=True)
+    if event.status == EventStatus.CANCELLED:
+        raise InvalidState("This event was cancelled; it can no longer be changed.")
+    fields = changes.model_dump(exclude_unset=True, exclude_none=True)
+    if "starts_at" in fields:
+        _require_future(fields["starts_at"])
+    for name, value in fields.items():
+        setattr(event, name, value)
+    await uow.session.flush()
+    await uow.session.refresh(event)
+    result = EventRead.model_validate(event)
+    await uow.commit()
+    return result
+
+
+async def publish(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
+    """draft -> published (publishing a published event changes nothing)."""
+    event = await _managed(uow, user, event_id, lock=True)
+    if event.status == EventStatus.CANCELLED:
+        raise InvalidState("This event was cancelled; it cannot be published.")
+    if event.status == EventStatus.DRAFT:
+        _require_future(event.starts_at)
+        event.status = EventStatus.PUBLISHED
+        await uow.session.flush()
+        await uow.session.refresh(event)
+    result = EventRead.model_validate(event)
+    await uow.commit()
+    return result
+
+
+async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
+    """Cancel an event and every pending or confirmed booking of it."""
+    event = await _managed(uow, user, event_id, lock=True)
+    if event.status != EventStatus.CANCELLED:
+        event.status = EventStatus.CANCELLED
+        await uow.session.flush()
+        # Locking every seat waits out holds in flight; a hold that locks after this
+        # commits re-reads the event and sees it cancelled.
+        await bookings_crud.lock_all_seats(uow.session, event.id)
+        await bookings_crud.cancel_bookings(
+            uow.session, await bookings_crud.active_booking_ids_for_event(uow.session, event.id)
+        )
+        await crud.release_all_seats(uow.session, event.id)
+        await uow.session.refresh(event)
+    result = EventRead.model_validate(event)
+    await uow.commit()
+    return result
+
+
+async def list_public(
+    uow: UnitOfWork, filters: EventFilters, limit: int, offset: int
+) -> Page[EventRead]:
+    """Published, upcoming events, soonest first."""
+    rows, total = await crud.list_published(uow.session, filters, limit, offset)
+    return Page(
+        items=[EventRead.model_validate(e) for e in rows], total=total, limit=limit, offset=offset
+    )
+
+
+async def list_managed(uow: UnitOfWork, user: User, limit: int, offset: int) -> Page[EventRead]:
+    """Every event the user manages, drafts and cancelled ones included."""
+    organizer = None if user.role == Role.ADMIN else user.id
+    rows, total = await crud.list_managed(uow.session, organizer, limit, offset)
+    return Page(
+        items=[EventRead.model_validate(e) for e in rows], total=total, limit=limit, offset=offset
+    )
+
+
+async def _visible(uow: UnitOfWork, event_id: int) -> Event:
+    event = await crud.get(uow.session, event_id)
+    if event is None or event.status == EventStatus.DRAFT:  # drafts are not public
+        raise NotFound(f"Event {event_id} does not exist.")
+    return event
+
+
+async def _detail(uow: UnitOfWork, event: Event) -> EventDetail:
+    counts = await crud.counts(uow.session, event.id)
+    return EventDetail(
+        **EventRead.model_validate(event).model_dump(),
+        availability=Availability(
+            total=counts.total, available=counts.available, held=counts.held, booked=counts.booked
+        ),
+        price_min_cents=counts.price_min,
+        price_max_cents=counts.price_max,
+    )
+
+
+async def detail(uow: UnitOfWork, event_id: int) -> EventDetail:
+    """A public event with live availability counts."""
+    return await _detail(uow, await _visible(uow, event_id))
+
+
+async def managed_detail(uow: UnitOfWork, user: User, event_id: int) -> EventDetail:
+    """Any event the user manages (drafts too), with availability counts."""
+    return await _detail(uow, await _managed(uow, user, event_id))
+
+
+async def seat_map(uow: UnitOfWork, event_id: int) -> SeatMap:
+    """Every seat of a public event with the status a buyer sees."""
+    await _visible(uow, event_id)
+    rows = await crud.seat_map(uow.session, event_id)
+    seats = [
+        SeatRead(
+            id=r[0], label=r[1], section=r[2], row=r[3], number=r[4], price_cents=r[5], status=r[6]
+        )
+        for r in rows
+    ]
+    return SeatMap(event_id=event_id, seats=seats)
+
+
+async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
+    """Availability counts of a public event."""
+    await _visible(uow, event_id)
+    c = await crud.counts(uow.session, event_id)
+    return EventStatusRead(
+        event_id=event_id, total=c.total, available=c.available, held=c.held, booked=c.booked
+    )

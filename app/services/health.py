@@ -1,0 +1,30 @@
+"""Readiness of the services Evently depends on."""
+
+from sqlalchemy import text
+
+from app.core.db import db
+from app.core.redis import redis
+
+
+async def check_database() -> bool:
+    try:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+async def check_redis() -> bool:
+    try:
+        return bool(await redis.client.ping())
+    except Exception:
+        return False
+
+
+async def readiness() -> dict[str, str]:
+    """'up' or 'down' for each dependency."""
+    return {
+        "database": "up" if await check_database() else "down",
+        "redis": "up" if await check_redis() else "down",
+    }

@@ -1,0 +1,94 @@
+"""Accounts: registration, login, roles."""
+
+from sqlalchemy.exc import IntegrityError
+
+from app.core.db import UnitOfWork
+from app.core.errors import Conflict, InvalidState, NotAuthenticated, NotFound
+from app.core.security import hash_password, verify_password
+from app.crud import users as crud
+from app.models import Role, User
+from app.schemas.user import UserCreate, UserRead
+
+# Compared against when the e-mail is unknown, so a login takes as long either way.
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+async def register(uow: UnitOfWork, data: UserCreate) -> UserRead:
+    """Create a customer account; the role is never taken from the request."""
+    email = data.email.lower()
+    if await crud.get_by_email(uow.session, email) is not None:
+        raise Conflict("An account with this e-mail already exists.")
+    user = crud.add(
+        uow.session,
+        User(
+            email=email,
+            full_name=data.full_name,
+            password_hash=hash_password(data.password),
+            role=Role.CUSTOMER,
+            is_active=True,
+        ),
+    )
+    try:
+        await uow.session.flush()
+    except IntegrityError as exc:  # the same e-mail registered at the same moment
+        raise Conflict("An account with this e-mail already exists.") from exc
+    await uow.session.refresh(user)
+    result = UserRead.model_validate(user)
+    await uow.commit()
+    return result
+
+
+async def authenticate(uow: UnitOfWork, email: str, password: str) -> User:
+    """The active user with these credentials, else `NotAuthenticated`."""
+    user = await crud.get_by_email(uow.session, email)
+    if user is None:
+        verify_password(password, _DUMMY_HASH)
+        raise NotAuthenticated("Incorrect e-mail or password.")
+    if not verify_password(password, user.password_hash) or not user.is_active:
+        raise NotAuthenticated("Incorrect e-mail or password.")
+    return user
+
+
+async def active_user(uow: UnitOfWork, user_id: int) -> User:
+    """The user a valid token names, if the account still exists and is active."""
+    user = await crud.get(uow.session, user_id)
+    if user is None or not user.is_active:
+        raise NotAuthenticated("The account behind this token no longer exists or is disabled.")
+    return user
+
+
+async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> UserRead:
+    """Promote or demote a user; an admin cannot demote themselves (no lock-out)."""
+    user = await crud.get(uow.session, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    if user.id == admin.id and role != Role.ADMIN:
+        raise InvalidState("You cannot remove your own admin role; ask another admin.")
+    user.role = role
+    await uow.session.flush()
+    result = UserRead.model_validate(user)
+    await uow.commit()
+    return result
+
+
+async def ensure_user(
+    uow: UnitOfWork, email: str, password: str, role: Role, full_name: str = ""
+) -> tuple[User, bool]:
+    """Create the user, or give an existing one `role`; (user, created). For CLIs and seeds."""
+    user = await crud.get_by_email(uow.session, email)
+    created = user is None
+    if user is None:
+        user = crud.add(
+            uow.session,
+            User(
+                email=email.lower(),
+                full_name=full_name,
+                password_hash=hash_password(password),
+                role=role,
+            ),
+        )
+    else:
+        user.role = role
+    await uow.session.flush()
+    await uow.commit()
+    return user, created

@@ -1,0 +1,107 @@
+"""Test setup: a dedicated PostgreSQL database, created and migrated here, and real Redis.
+
+DATABASE_URL / REDIS_URL name the servers (`make test` finds or starts them); the tests
+use the database `evently_test` on that server and Redis database 15.
+"""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+BASE_DATABASE_URL = os.environ.get(
+    "DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/evently"
+)
+TEST_DATABASE_URL = make_url(BASE_DATABASE_URL).set(database="evently_test")
+BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_REDIS_URL = BASE_REDIS_URL.rsplit("/", 1)[0] + "/15"
+
+os.environ.update(
+    APP_ENV="test",
+    DATABASE_URL=TEST_DATABASE_URL.render_as_string(hide_password=False),
+    REDIS_URL=TEST_REDIS_URL,
+    SECRET_KEY="test-secret-key-that-is-long-enough-0123456789",
+    LOG_JSON="true",
+    LOG_LEVEL="WARNING",
+    DB_POOL_SIZE="20",
+    DB_MAX_OVERFLOW="20",
+    BCRYPT_ROUNDS="4",
+)
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+
+from tests import factories  # noqa: E402
+from tests.migrations import upgrade  # noqa: E402
+
+FIGURES: list[str] = []
+
+
+def _plain_dsn(url: Any, database: str) -> str:
+    return url.set(drivername="postgresql", database=database).render_as_string(hide_password=False)
+
+
+async def _recreate_database() -> None:
+    conn = await asyncpg.connect(_plain_dsn(TEST_DATABASE_URL, "postgres"))
+    try:
+        await conn.execute("DROP DATABASE IF EXISTS evently_test WITH (FORCE)")
+        await conn.execute("CREATE DATABASE evently_test")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[str]:
+    """A fresh `evently_test` database at the head migration, for the whole run."""
+    asyncio.run(_recreate_database())
+    upgrade(TEST_DATABASE_URL.render_as_string(hide_password=False))
+    yield TEST_DATABASE_URL.render_as_string(hide_password=False)
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(database: str) -> AsyncIterator[None]:
+    """Each test starts from empty tables and an empty Redis database."""
+    del database
+    from app.core.db import db
+    from app.core.redis import redis
+
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql(factories.TRUNCATE_ALL)
+    try:
+        await redis.client.flushdb()
+    except Exception:  # a test may have stopped Redis on purpose
+        pass
+    yield
+
+
+@pytest.fixture(scope="session")
+async def app_instance() -> AsyncIterator[Any]:
+    from app.core.db import db
+    from app.core.redis import redis
+    from app.main import app
+
+    yield app
+    await redis.close()
+    await db.dispose()
+
+
+@pytest.fixture
+async def client(app_instance: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app_instance)
+    async with httpx.AsyncClient(transport=transport, base_url="http://evently.test") as c:
+        yield c
+
+
+def record_figure(line: str) -> None:
+    """A measured figure to show at the end of the run (storm throughput and the like)."""
+    FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("measured figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
