@@ -1,7 +1,5 @@
 """Idempotency records. Never commits."""
 
-from typing import Any
-
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +18,7 @@ async def claim(session: AsyncSession, user_id: int, key: str, fingerprint: str)
     stmt = (
         insert(IdempotencyRecord)
         .values(
-            user_id=user_id, key=key, fingerprint=fingerprint, status_code=IN_PROGRESS, response={}
+            user_id=user_id, key=key, fingerprint=fingerprint, status_code=IN_PROGRESS, response=b""
         )
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
         .returning(IdempotencyRecord.key)
@@ -36,7 +34,7 @@ async def get(session: AsyncSession, user_id: int, key: str) -> IdempotencyRecor
 
 
 async def store_response(
-    session: AsyncSession, user_id: int, key: str, status_code: int, response: dict[str, Any]
+    session: AsyncSession, user_id: int, key: str, status_code: int, response: bytes
 ) -> None:
     await session.execute(
         update(IdempotencyRecord)

@@ -52,7 +52,7 @@ async def hold(
 
     async def action() -> Outcome:
         booking, seats = await _hold(uow, user, request, key)
-        return Outcome(201, _read(booking, seats, []).model_dump(mode="json"))
+        return Outcome(201, _read(booking, seats, []).model_dump_json().encode())
 
     try:
         return await idempotency.run_once(
@@ -152,7 +152,7 @@ async def confirm(
 
     async def action() -> Outcome:
         booking = await _confirm(uow, user, booking_id, request)
-        return Outcome(200, (await read(uow, booking)).model_dump(mode="json"))
+        return Outcome(200, (await read(uow, booking)).model_dump_json().encode())
 
     asked = {"booking_id": booking_id, **request.model_dump(mode="json")}
     try:

@@ -16,7 +16,7 @@ from app.crud import idempotency as crud
 @dataclass(frozen=True)
 class Outcome:
     status_code: int
-    body: dict[str, Any]
+    body: bytes  # encoded JSON, sent as-is
     replayed: bool = False
 
 
@@ -41,10 +41,11 @@ async def run_once(
     """
     if key is not None and not await _claim(uow, user_id, key, request_fingerprint):
         record = await crud.get(uow.session, user_id, key)
-        await uow.rollback()
         if record is None or record.fingerprint != request_fingerprint:
             raise IdempotencyMismatch()
-        return Outcome(record.status_code, record.response, replayed=True)
+        outcome = Outcome(record.status_code, record.response, replayed=True)
+        await uow.rollback()  # nothing to write: the stored response is the answer
+        return outcome
     outcome = await action()
     if key is not None:
         await crud.store_response(uow.session, user_id, key, outcome.status_code, outcome.body)

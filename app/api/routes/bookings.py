@@ -1,5 +1,5 @@
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from app.api.deps import CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
 from app.api.errors import responses
@@ -15,13 +15,13 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
 )
 async def hold_seats(
     uow: UoW, user: CurrentUser, body: BookingCreate, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+) -> Response:
     """Hold exact seats `{event_id, seat_ids}`, or any N: `{event_id, quantity, section?}`.
 
     All or nothing; the hold lasts `HOLD_MINUTES`. 409 names the seats that were not free.
     """
     outcome = await service.hold(uow, user, body, idempotency_key)
-    return JSONResponse(outcome.body, status_code=outcome.status_code)
+    return Response(outcome.body, status_code=outcome.status_code, media_type="application/json")
 
 
 @router.get("/my-bookings", response_model=Page[BookingRead], responses=responses(401, 422))
@@ -48,12 +48,12 @@ async def confirm_booking(
     booking_id: Id,
     body: ConfirmRequest | None = None,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Pay for a hold (simulated: `payment_token: "fail"` is declined) and get tickets."""
     outcome = await service.confirm(
         uow, user, booking_id, body or ConfirmRequest(), idempotency_key
     )
-    return JSONResponse(outcome.body, status_code=outcome.status_code)
+    return Response(outcome.body, status_code=outcome.status_code, media_type="application/json")
 
 
 @router.post(
