@@ -6,10 +6,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core import errors
+from app.core.db import sqlstate
 from app.schemas.common import ErrorBody
 
 log = structlog.get_logger(__name__)
@@ -92,8 +93,11 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _data_error(_: Request, exc: Exception) -> JSONResponse:
-    # A value PostgreSQL cannot store (e.g. a NUL byte in a string) is the caller's error.
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # SQLSTATE class 22 (data exception): a value PostgreSQL cannot store, such as a NUL
+    # byte in a string, is the caller's error. Anything else from the database is a bug.
+    if not (sqlstate(exc) or "").startswith("22"):
+        return await _unexpected(request, exc)
     log.warning("rejected_value", error=str(getattr(exc, "orig", exc))[:200])
     return JSONResponse(
         _body(
@@ -115,5 +119,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
