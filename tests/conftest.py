@@ -6,7 +6,7 @@ use the database `evently_test` on that server and Redis database 15.
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -54,15 +54,15 @@ async def _recreate_database() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def database() -> Iterator[str]:
+def database() -> str:
     """A fresh `evently_test` database at the head migration, for the whole run."""
     asyncio.run(_recreate_database())
     upgrade(TEST_DATABASE_URL.render_as_string(hide_password=False))
-    yield TEST_DATABASE_URL.render_as_string(hide_password=False)
+    return TEST_DATABASE_URL.render_as_string(hide_password=False)
 
 
 @pytest.fixture(autouse=True)
-async def clean_state(database: str) -> AsyncIterator[None]:
+async def clean_state(database: str) -> None:
     """Each test starts from empty tables and an empty Redis database."""
     del database
     from app.core.db import db
@@ -74,7 +74,6 @@ async def clean_state(database: str) -> AsyncIterator[None]:
         await redis.client.flushdb()
     except Exception:  # a test may have stopped Redis on purpose
         pass
-    yield
 
 
 @pytest.fixture(scope="session")

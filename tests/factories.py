@@ -58,12 +58,17 @@ def seated_spec(
         starts_at=future(),
         seating="seated",  # type: ignore[arg-type]
         layout=SeatLayout(
-            sections=[SectionLayout(name=n, rows=r, seats_per_row=s, price_cents=p) for n, r, s, p in layout]
+            sections=[
+                SectionLayout(name=n, rows=r, seats_per_row=s, price_cents=p)
+                for n, r, s, p in layout
+            ]
         ),
     )
 
 
-def ga_spec(capacity: int, price_cents: int = 2500, name: str = "Test Festival") -> GeneralAdmissionEventCreate:
+def ga_spec(
+    capacity: int, price_cents: int = 2500, name: str = "Test Festival"
+) -> GeneralAdmissionEventCreate:
     return GeneralAdmissionEventCreate(
         name=name,
         venue="Test Park",

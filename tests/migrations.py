@@ -1,8 +1,7 @@
 """Run Alembic programmatically against a given database URL."""
 
-from alembic.config import Config
-
 from alembic import command
+from alembic.config import Config
 
 
 def alembic_config(database_url: str) -> Config:

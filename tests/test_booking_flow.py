@@ -49,7 +49,13 @@ class TestHold:
         assert body["total_cents"] == 3 * 4200
         assert body["tickets"] == []
         status = (await client.get(f"/events/{event_id}/status")).json()
-        assert status == {"event_id": event_id, "total": 20, "available": 17, "held": 3, "booked": 0}
+        assert status == {
+            "event_id": event_id,
+            "total": 20,
+            "available": 17,
+            "held": 3,
+            "booked": 0,
+        }
 
     async def test_taken_seat_is_refused_naming_it_and_nothing_is_held(
         self, client, organizer, customer
@@ -114,7 +120,9 @@ class TestHold:
         assert over.json()["code"] == "seat_limit_exceeded"
         assert over.json()["current"] == 8
 
-    async def test_draft_and_cancelled_events_are_not_on_sale(self, client, organizer, customer) -> None:
+    async def test_draft_and_cancelled_events_are_not_on_sale(
+        self, client, organizer, customer
+    ) -> None:
         draft = await factories.event(organizer, factories.ga_spec(capacity=5), publish=False)
         response = await client.post(
             "/bookings/", json={"event_id": draft, "quantity": 1}, headers=customer.headers
@@ -165,14 +173,20 @@ class TestConfirm:
         )
         booking_id = held.json()["id"]
         response = await client.post(
-            f"/bookings/{booking_id}/confirm", json={"payment_token": "tok_ok"}, headers=customer.headers
+            f"/bookings/{booking_id}/confirm",
+            json={"payment_token": "tok_ok"},
+            headers=customer.headers,
         )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["status"] == "confirmed"
         assert sorted(t["seat_id"] for t in body["tickets"]) == sorted(ids)
         for ticket in body["tickets"]:
-            assert verify_ticket(ticket["qr_code_data"]) == (event_id, ticket["seat_id"], ticket["code"])
+            assert verify_ticket(ticket["qr_code_data"]) == (
+                event_id,
+                ticket["seat_id"],
+                ticket["code"],
+            )
         assert len({t["code"] for t in body["tickets"]}) == 2
         again = await client.post(f"/bookings/{booking_id}/confirm", headers=customer.headers)
         assert again.status_code == 200
@@ -180,20 +194,26 @@ class TestConfirm:
         status = (await client.get(f"/events/{event_id}/status")).json()
         assert (status["booked"], status["held"]) == (2, 0)
 
-    async def test_declined_payment_is_402_and_keeps_the_hold(self, client, organizer, customer) -> None:
+    async def test_declined_payment_is_402_and_keeps_the_hold(
+        self, client, organizer, customer
+    ) -> None:
         event_id = await factories.event(organizer, factories.ga_spec(capacity=5))
         held = await client.post(
             "/bookings/", json={"event_id": event_id, "quantity": 1}, headers=customer.headers
         )
         booking_id = held.json()["id"]
         declined = await client.post(
-            f"/bookings/{booking_id}/confirm", json={"payment_token": "fail"}, headers=customer.headers
+            f"/bookings/{booking_id}/confirm",
+            json={"payment_token": "fail"},
+            headers=customer.headers,
         )
         assert declined.status_code == 402
         assert declined.json()["code"] == "payment_declined"
         booking = await client.get(f"/bookings/{booking_id}", headers=customer.headers)
         assert booking.json()["status"] == "pending"
-        assert (await client.post(f"/bookings/{booking_id}/confirm", headers=customer.headers)).status_code == 200
+        assert (
+            await client.post(f"/bookings/{booking_id}/confirm", headers=customer.headers)
+        ).status_code == 200
 
     async def test_confirming_a_cancelled_booking_is_409(self, client, organizer, customer) -> None:
         event_id = await factories.event(organizer, factories.ga_spec(capacity=5))
@@ -230,7 +250,9 @@ class TestExpiry:
         mine = await client.get(f"/bookings/{booking_id}", headers=customer.headers)
         assert mine.json()["status"] == "expired"
 
-    async def test_expired_but_untaken_hold_cannot_be_confirmed(self, client, organizer, customer) -> None:
+    async def test_expired_but_untaken_hold_cannot_be_confirmed(
+        self, client, organizer, customer
+    ) -> None:
         event_id = await factories.event(organizer, factories.ga_spec(capacity=5))
         held = await client.post(
             "/bookings/", json={"event_id": event_id, "quantity": 2}, headers=customer.headers
@@ -273,7 +295,9 @@ class TestCancel:
         assert response.status_code == 200
         assert response.json()["status"] == "cancelled"
 
-    async def test_cancelling_an_event_cancels_its_bookings(self, client, organizer, customer) -> None:
+    async def test_cancelling_an_event_cancels_its_bookings(
+        self, client, organizer, customer
+    ) -> None:
         event_id = await factories.event(organizer, factories.ga_spec(capacity=5))
         held = await client.post(
             "/bookings/", json={"event_id": event_id, "quantity": 2}, headers=customer.headers
@@ -297,5 +321,7 @@ class TestRead:
         page = (await client.get("/bookings/my-bookings?limit=2", headers=customer.headers)).json()
         assert page["total"] == 3
         assert [b["id"] for b in page["items"]] == made[::-1][:2]
-        rest = (await client.get("/bookings/my-bookings?limit=2&offset=2", headers=customer.headers)).json()
+        rest = (
+            await client.get("/bookings/my-bookings?limit=2&offset=2", headers=customer.headers)
+        ).json()
         assert [b["id"] for b in rest["items"]] == [made[0]]

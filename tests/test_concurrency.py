@@ -54,9 +54,8 @@ async def violations(event_id: int, responses: list[httpx.Response]) -> list[str
         if r.status_code == 201:
             for seat in r.json()["seats"]:
                 if seat["id"] in sold:
-                    found.append(
-                        f"seat {seat['id']} was sold to bookings {sold[seat['id']]} and {r.json()['id']}"
-                    )
+                    first, second = sold[seat["id"]], r.json()["id"]
+                    found.append(f"seat {seat['id']} was sold to bookings {first} and {second}")
                 sold[seat["id"]] = r.json()["id"]
     if len(held) != len(sold):
         found.append(f"{len(held)} seats are taken in the database but 201s promised {len(sold)}")
@@ -110,7 +109,7 @@ class TestHotSeat:
 async def storm(
     client: httpx.AsyncClient, organizer: factories.Account
 ) -> tuple[int, list[httpx.Response]]:
-    """2,000 concurrent holds of 1–4 random seats (in random order) on a 100-seat event."""
+    """2,000 concurrent holds of 1-4 random seats (in random order) on a 100-seat event."""
     event_id = await factories.seated_event(organizer, seats=100)
     seat_ids = [s["id"] for s in (await client.get(f"/events/{event_id}/seats")).json()["seats"]]
     buyers = await customers(250)
@@ -189,7 +188,8 @@ async def locks_disabled() -> AsyncIterator[None]:
             await conn.execute(text("TRUNCATE booking_seats, bookings CASCADE"))
             await conn.execute(
                 text(
-                    "CREATE UNIQUE INDEX uq_booking_seats_active_seat ON booking_seats (seat_id) WHERE active"
+                    "CREATE UNIQUE INDEX uq_booking_seats_active_seat"
+                    " ON booking_seats (seat_id) WHERE active"
                 )
             )
 

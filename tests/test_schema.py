@@ -78,7 +78,8 @@ class TestMigrations:
                 )
                 with pytest.raises(asyncpg.UniqueViolationError):
                     await conn.execute(
-                        "INSERT INTO booking_seats (booking_id, seat_id, price_cents, active) VALUES (1, 1, 100, true)"
+                        "INSERT INTO booking_seats (booking_id, seat_id, price_cents, active)"
+                        " VALUES (1, 1, 100, true)"
                     )
             finally:
                 await conn.close()
