@@ -1,5 +1,7 @@
 """Accounts: registration, login, roles."""
 
+from functools import lru_cache
+
 from sqlalchemy.exc import IntegrityError
 
 from app.core.db import UnitOfWork
@@ -9,8 +11,11 @@ from app.crud import users as crud
 from app.models import Role, User
 from app.schemas.user import UserCreate, UserRead
 
-# Compared against when the e-mail is unknown, so a login takes as long either way.
-_DUMMY_HASH = hash_password("not-a-real-password")
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Checked when the e-mail is unknown, so a failed login takes as long either way."""
+    return hash_password("not-a-real-password")
 
 
 async def register(uow: UnitOfWork, data: UserCreate) -> UserRead:
@@ -42,7 +47,7 @@ async def authenticate(uow: UnitOfWork, email: str, password: str) -> User:
     """The active user with these credentials, else `NotAuthenticated`."""
     user = await crud.get_by_email(uow.session, email)
     if user is None:
-        verify_password(password, _DUMMY_HASH)
+        verify_password(password, _dummy_hash())
         raise NotAuthenticated("Incorrect e-mail or password.")
     if not verify_password(password, user.password_hash) or not user.is_active:
         raise NotAuthenticated("Incorrect e-mail or password.")
