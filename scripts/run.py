@@ -7,7 +7,6 @@ after which it stops what it started, embedded servers included.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ DEMO_LOGINS = ("admin@example.com", "organizer@example.com", "customer@example.c
 
 
 def main() -> int:
-    port = os.environ.get("PORT", "8000")
+    port = setting("PORT") or "8000"
     if not port.isdigit():
         print(f"PORT must be a number, not {port!r}", file=sys.stderr)
         return 2
