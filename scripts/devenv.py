@@ -378,6 +378,9 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    if not args.data_dir.is_dir():
+        print("nothing was running")
+        return 0
     with embedded.data_lock(args.data_dir):
         stopped = [
             name
