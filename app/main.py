@@ -7,16 +7,18 @@ from fastapi import FastAPI
 
 from app.api import errors
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import admin, auth, bookings, events, health
+from app.api.routes import admin, auth, bookings, events, health, live
 from app.core.config import get_settings
 from app.core.db import db
 from app.core.logging import configure_logging
 from app.core.redis import redis
+from app.services.realtime import hub
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
+    await hub.close()
     await redis.close()
     await db.dispose()
 
@@ -32,7 +34,7 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
-    for module in (auth, events, bookings, admin, health):
+    for module in (auth, events, live, bookings, admin, health):
         app.include_router(module.router)
     return app
 

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
 
+    cache_enabled: bool = True
+    rate_limit_enabled: bool = True
+    rate_limit_login_ip: str = "20/minute"
+    rate_limit_login_failures: str = "5/minute"
+    rate_limit_register_ip: str = "10/minute"
+    rate_limit_hold_user: str = "30/minute"
+
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
 

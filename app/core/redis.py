@@ -1,24 +1,95 @@
-"""The process's Redis client, with short timeouts so an outage never hangs a request."""
+"""The process's Redis client, guarded so that an outage degrades instead of failing.
 
+Every Redis call made for caching, live updates or rate limits goes through `guard`:
+short socket timeouts (well under 100 ms), a breaker that skips Redis for a moment after a
+failure (so requests do not each pay the timeout), one log line per interval rather than
+per request, and automatic recovery.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from app.core.config import get_settings
 
+log = structlog.get_logger(__name__)
 
-class RedisHolder:
+T = TypeVar("T")
+
+SOCKET_TIMEOUT_S = 0.05
+BREAKER_OPEN_S = 1.0
+LOG_EVERY_S = 30.0
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class RedisGuard:
     def __init__(self) -> None:
         self._client: Redis | None = None
+        self._url: str | None = None
+        self._skip_until = 0.0
+        self._down_since: float | None = None
+        self._last_log = 0.0
+        self.dirty = False  # an invalidation was lost while Redis was unreachable
+        self.on_recovery: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def url(self) -> str:
+        return self._url or get_settings().redis_url
 
     @property
     def client(self) -> Redis:
         if self._client is None:
-            self._client = Redis.from_url(
-                get_settings().redis_url,
-                socket_timeout=0.05,
-                socket_connect_timeout=0.05,
-                health_check_interval=0,
-            )
+            self._client = make_client(self.url)
         return self._client
+
+    @property
+    def is_down(self) -> bool:
+        return self._down_since is not None
+
+    async def use(self, url: str) -> None:
+        """Point at another server (tests that stop their own Redis)."""
+        await self.close()
+        self._url = url
+        self._skip_until, self._down_since = 0.0, None
+
+    async def call(self, operation: Callable[[Redis], Awaitable[T]], fallback: T) -> T:
+        """Run `operation`; on any Redis failure return `fallback` and remember the outage."""
+        if self._skip_until > time.monotonic():
+            return fallback
+        try:
+            result = await operation(self.client)
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return fallback
+        if self._down_since is not None:
+            await self._recovered()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._skip_until = now + BREAKER_OPEN_S
+        if self._down_since is None:
+            self._down_since = now
+        if now - self._last_log >= LOG_EVERY_S:
+            self._last_log = now
+            log.warning(
+                "redis_unavailable",
+                error=f"{type(exc).__name__}: {exc}",
+                action="serving from PostgreSQL; caching, live updates and rate limits paused",
+            )
+
+    async def _recovered(self) -> None:
+        down_for = time.monotonic() - (self._down_since or 0.0)
+        self._down_since, self._last_log = None, 0.0
+        log.info("redis_recovered", down_seconds=round(down_for, 1))
+        for hook in self.on_recovery:
+            await hook()
 
     async def close(self) -> None:
         if self._client is not None:
@@ -26,4 +97,15 @@ class RedisHolder:
         self._client = None
 
 
-redis = RedisHolder()
+def make_client(url: str) -> Redis:
+    return Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=0,
+        # No client-side retries: the guard's breaker decides when to try again.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+redis = RedisGuard()

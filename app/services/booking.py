@@ -38,7 +38,7 @@ from app.models import (
 )
 from app.schemas.booking import BookedSeat, BookingCreate, BookingRead, ConfirmRequest, TicketRead
 from app.schemas.common import Page
-from app.services import idempotency
+from app.services import changes, idempotency
 from app.services.idempotency import Outcome
 
 DECLINING_TOKEN = "fail"
@@ -94,6 +94,7 @@ async def _hold(
         idempotency_key=key,
     )
     await crud.add_booking(session, booking, seats)
+    await changes.seats_changed(uow, request.event_id, [s.id for s in seats], SeatStatus.HELD)
     return booking, seats
 
 
@@ -188,6 +189,7 @@ async def _confirm(
     booking.confirmed_at = datetime.now(UTC)
     await crud.add_tickets(session, [_ticket(booking, s) for s in seats])
     await session.flush()
+    await changes.seats_changed(uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED)
     return booking
 
 
@@ -216,10 +218,12 @@ async def cancel(uow: UnitOfWork, user: User, booking_id: int) -> BookingRead:
     ):
         raise InvalidState("This hold has already expired; there is nothing to cancel.")
     if booking.status != BookingStatus.CANCELLED:
-        await crud.lock_booking_seats(session, booking.id)
+        seats = await crud.lock_booking_seats(session, booking.id)
         await crud.set_seats(session, booking.id, SeatStatus.AVAILABLE)
         await crud.cancel_bookings(session, [booking.id])
         await session.refresh(booking)
+        freed = [s.id for s in seats if s.booking_id == booking.id]
+        await changes.seats_changed(uow, booking.event_id, freed, SeatStatus.AVAILABLE)
     result = await read(uow, booking)
     await uow.commit()
     return result

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from app.core.db import UnitOfWork
+from app.core.db import UnitOfWork, unit_of_work
 from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from app.crud import bookings as bookings_crud
 from app.crud import events as crud
@@ -22,6 +22,8 @@ from app.schemas.event import (
     SeatMap,
     SeatRead,
 )
+from app.services import cache, changes
+from app.services.cache import Payload
 
 GA_SECTION = "GA"
 
@@ -115,17 +117,18 @@ async def _managed(uow: UnitOfWork, user: User, event_id: int, *, lock: bool = F
     return event
 
 
-async def update(uow: UnitOfWork, user: User, event_id: int, changes: EventUpdate) -> EventRead:
+async def update(uow: UnitOfWork, user: User, event_id: int, patch: EventUpdate) -> EventRead:
     """Change an event's details; a cancelled event is final."""
     event = await _managed(uow, user, event_id, lock=True)
     if event.status == EventStatus.CANCELLED:
         raise InvalidState("This event was cancelled; it can no longer be changed.")
-    fields = changes.model_dump(exclude_unset=True, exclude_none=True)
+    fields = patch.model_dump(exclude_unset=True, exclude_none=True)
     if "starts_at" in fields:
         _require_future(fields["starts_at"])
     for name, value in fields.items():
         setattr(event, name, value)
     await uow.session.flush()
+    changes.event_changed(uow, event.id)
     await uow.session.refresh(event)
     result = EventRead.model_validate(event)
     await uow.commit()
@@ -141,6 +144,7 @@ async def publish(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
         _require_future(event.starts_at)
         event.status = EventStatus.PUBLISHED
         await uow.session.flush()
+        changes.event_changed(uow, event.id, EventStatus.PUBLISHED)
         await uow.session.refresh(event)
     result = EventRead.model_validate(event)
     await uow.commit()
@@ -161,6 +165,7 @@ async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
         )
         await crud.release_all_seats(uow.session, event.id)
         await uow.session.refresh(event)
+        changes.event_changed(uow, event.id, EventStatus.CANCELLED)
     result = EventRead.model_validate(event)
     await uow.commit()
     return result
@@ -234,3 +239,42 @@ async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
     return EventStatusRead(
         event_id=event_id, total=c.total, available=c.available, held=c.held, booked=c.booked
     )
+
+
+# Cached public reads: the encoded bytes, straight from Redis on a hit (DESIGN §5).
+
+
+async def list_public_payload(filters: EventFilters, limit: int, offset: int) -> Payload:
+    async def produce() -> bytes:
+        async with unit_of_work() as uow:
+            return (await list_public(uow, filters, limit, offset)).model_dump_json().encode()
+
+    key = cache.list_key(f"{filters}|{limit}|{offset}")
+    return await cache.cached(key, cache.LIST_VERSION_KEY, cache.LIST_TTL_S, produce)
+
+
+async def detail_payload(event_id: int) -> Payload:
+    async def produce() -> bytes:
+        async with unit_of_work() as uow:
+            return (await detail(uow, event_id)).model_dump_json().encode()
+
+    key = cache.event_keys(event_id)[0]
+    return await cache.cached(key, cache.event_version_key(event_id), cache.DETAIL_TTL_S, produce)
+
+
+async def seat_map_payload(event_id: int) -> Payload:
+    async def produce() -> bytes:
+        async with unit_of_work() as uow:
+            return (await seat_map(uow, event_id)).model_dump_json().encode()
+
+    key = cache.event_keys(event_id)[1]
+    return await cache.cached(key, cache.event_version_key(event_id), cache.SEATS_TTL_S, produce)
+
+
+async def status_payload(event_id: int) -> Payload:
+    async def produce() -> bytes:
+        async with unit_of_work() as uow:
+            return (await status(uow, event_id)).model_dump_json().encode()
+
+    key = cache.event_keys(event_id)[2]
+    return await cache.cached(key, cache.event_version_key(event_id), cache.SEATS_TTL_S, produce)
