@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Query
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.db import UnitOfWork, unit_of_work
@@ -59,3 +59,8 @@ IdempotencyKey = Annotated[
         description="Retry safely: the same key and body return the first response.",
     ),
 ]
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client else "unknown"

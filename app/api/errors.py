@@ -25,6 +25,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
     (errors.HoldExpired, 410),
     (errors.IdempotencyMismatch, 422),
     (errors.InvalidInput, 422),
+    (errors.RateLimited, 429),
 ]
 
 DESCRIPTIONS = {
@@ -60,6 +61,8 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
     return JSONResponse(
         _body(exc.detail, exc.code, **exc.extra), status_code=status, headers=headers
     )

@@ -78,3 +78,8 @@ class InvalidInput(DomainError):
     """A request that is well-formed JSON but breaks a rule pydantic cannot see."""
 
     code = "invalid_input"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    default_detail = "Too many requests; slow down."

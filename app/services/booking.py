@@ -38,7 +38,7 @@ from app.models import (
 )
 from app.schemas.booking import BookedSeat, BookingCreate, BookingRead, ConfirmRequest, TicketRead
 from app.schemas.common import Page
-from app.services import changes, idempotency
+from app.services import changes, idempotency, ratelimit
 from app.services.idempotency import Outcome
 
 DECLINING_TOKEN = "fail"
@@ -48,6 +48,7 @@ async def hold(
     uow: UnitOfWork, user: User, request: BookingCreate, key: str | None = None
 ) -> Outcome:
     """Hold the asked seats (by id, or any N) for `HOLD_MINUTES`: all or nothing."""
+    await ratelimit.hit(ratelimit.holds_per_user(), str(user.id))
     asked = request.model_dump(mode="json")
 
     async def action() -> Outcome:

@@ -10,6 +10,7 @@ from app.core.security import hash_password, verify_password
 from app.crud import users as crud
 from app.models import Role, User
 from app.schemas.user import UserCreate, UserRead
+from app.services import ratelimit
 
 
 @lru_cache(maxsize=1)
@@ -18,8 +19,9 @@ def _dummy_hash() -> str:
     return hash_password("not-a-real-password")
 
 
-async def register(uow: UnitOfWork, data: UserCreate) -> UserRead:
+async def register(uow: UnitOfWork, data: UserCreate, client_ip: str = "") -> UserRead:
     """Create a customer account; the role is never taken from the request."""
+    await ratelimit.hit(ratelimit.register_per_ip(), client_ip)
     email = data.email.lower()
     if await crud.get_by_email(uow.session, email) is not None:
         raise Conflict("An account with this e-mail already exists.")
@@ -41,6 +43,18 @@ async def register(uow: UnitOfWork, data: UserCreate) -> UserRead:
     result = UserRead.model_validate(user)
     await uow.commit()
     return result
+
+
+async def login(uow: UnitOfWork, email: str, password: str, client_ip: str) -> User:
+    """`authenticate`, rate limited per address and per account's failed attempts."""
+    account = email.strip().lower()
+    await ratelimit.hit(ratelimit.login_per_ip(), client_ip)
+    await ratelimit.check(ratelimit.login_failures(), account)
+    try:
+        return await authenticate(uow, account, password)
+    except NotAuthenticated:
+        await ratelimit.hit(ratelimit.login_failures(), account)
+        raise
 
 
 async def authenticate(uow: UnitOfWork, email: str, password: str) -> User:

@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import CurrentUser, UoW
+from app.api.deps import CurrentUser, UoW, client_ip
 from app.api.errors import responses
 from app.core.config import get_settings
 from app.core.security import create_access_token
@@ -13,16 +13,20 @@ from app.services import users as service
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=201, response_model=UserRead, responses=responses(409, 422))
-async def register(uow: UoW, body: UserCreate) -> UserRead:
+@router.post(
+    "/register", status_code=201, response_model=UserRead, responses=responses(409, 422, 429)
+)
+async def register(uow: UoW, body: UserCreate, request: Request) -> UserRead:
     """Create a customer account (any `role` in the body is ignored)."""
-    return await service.register(uow, body)
+    return await service.register(uow, body, client_ip(request))
 
 
-@router.post("/login", response_model=Token, responses=responses(401, 422))
-async def login(uow: UoW, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+@router.post("/login", response_model=Token, responses=responses(401, 422, 429))
+async def login(
+    uow: UoW, form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request
+) -> Token:
     """OAuth2 password form: `username` is the e-mail. Returns a bearer JWT."""
-    user = await service.authenticate(uow, form.username, form.password)
+    user = await service.login(uow, form.username, form.password, client_ip(request))
     minutes = get_settings().access_token_minutes
     return Token(access_token=create_access_token(user.id), expires_in=minutes * 60)
 
