@@ -104,7 +104,7 @@ def setting(name: str) -> str | None:
 
 
 def _force_embedded() -> bool:
-    return os.environ.get("EVENTLY_FORCE_EMBEDDED", "").lower() in ("1", "true", "yes")
+    return (setting("EVENTLY_FORCE_EMBEDDED") or "").lower() in ("1", "true", "yes")
 
 
 def _say(service: str, what: str) -> None:
