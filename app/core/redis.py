@@ -56,7 +56,7 @@ class RedisGuard:
         """Point at another server (tests that stop their own Redis)."""
         await self.close()
         self._url = url
-        self._skip_until, self._down_since = 0.0, None
+        self._skip_until, self._down_since, self._last_log = 0.0, None, 0.0
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], fallback: T) -> T:
         """Run `operation`; on any Redis failure return `fallback` and remember the outage."""

@@ -1,0 +1,96 @@
+"""Live availability across two real API processes, over Redis pub/sub."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from app.models import Role
+from tests import factories
+from tests.servers import ApiProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_apis() -> Iterator[tuple[ApiProcess, ApiProcess]]:
+    a, b = ApiProcess(env={}), ApiProcess(env={})
+    a.start()
+    b.start()
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def ws_url(api: ApiProcess, path: str) -> str:
+    return api.url.replace("http://", "ws://") + path
+
+
+async def receive(ws: ClientConnection, timeout: float = 1.0) -> dict[str, object]:
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+
+
+@pytest.fixture
+async def event_and_buyer() -> AsyncIterator[tuple[int, factories.Account]]:
+    organizer = await factories.account(Role.ORGANIZER)
+    event_id = await factories.seated_event(organizer, seats=30)
+    yield event_id, await factories.account()
+
+
+async def test_change_through_b_reaches_client_on_a(two_apis, event_and_buyer) -> None:
+    a, b = two_apis
+    event_id, buyer = event_and_buyer
+    async with connect(ws_url(a, f"/events/{event_id}/live")) as ws:
+        snapshot = await receive(ws)
+        assert snapshot["type"] == "snapshot"
+        assert (snapshot["available"], snapshot["held"], snapshot["booked"]) == (30, 0, 0)
+        assert len(snapshot["seats"]) == 30  # type: ignore[arg-type]
+        async with httpx.AsyncClient(base_url=b.url) as http:
+            held = await http.post(
+                "/bookings/", json={"event_id": event_id, "quantity": 3}, headers=buyer.headers
+            )
+            assert held.status_code == 201
+            change = await receive(ws, timeout=1.0)  # within 1 s, from the other process
+            assert change["type"] == "seats"
+            assert change["status"] == "held"
+            assert change["seat_ids"] == sorted(s["id"] for s in held.json()["seats"])
+            assert change["available"] == 27
+            assert change["seq"] == int(snapshot["seq"]) + 1  # type: ignore[call-overload]
+            await http.post(f"/bookings/{held.json()['id']}/confirm", headers=buyer.headers)
+            booked = await receive(ws)
+            assert (booked["status"], booked["seq"]) == ("booked", change["seq"] + 1)  # type: ignore[operator]
+        await ws.send(json.dumps({"type": "resync"}))
+        fresh = await receive(ws)
+        assert fresh["type"] == "snapshot"
+        assert fresh["seq"] == booked["seq"]
+        assert (fresh["available"], fresh["held"], fresh["booked"]) == (27, 0, 3)
+
+
+async def test_reconnect_gets_a_consistent_snapshot(two_apis, event_and_buyer) -> None:
+    a, b = two_apis
+    event_id, buyer = event_and_buyer
+    async with httpx.AsyncClient(base_url=b.url) as http:
+        await http.post(
+            "/bookings/", json={"event_id": event_id, "quantity": 2}, headers=buyer.headers
+        )
+    async with connect(ws_url(a, f"/events/{event_id}/live")) as ws:
+        snapshot = await receive(ws)
+        # Two changes were announced before we connected: the publish, then the hold.
+        assert (snapshot["held"], snapshot["seq"]) == (2, 2)
+        statuses = [s["status"] for s in snapshot["seats"]]  # type: ignore[union-attr]
+        assert statuses.count("held") == 2
+
+
+async def test_unknown_event_closes_with_4404(two_apis) -> None:
+    a, _ = two_apis
+    async with connect(ws_url(a, "/events/987654/live")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4404
