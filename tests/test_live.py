@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -32,15 +32,15 @@ def ws_url(api: ApiProcess, path: str) -> str:
     return api.url.replace("http://", "ws://") + path
 
 
-async def receive(ws: ClientConnection, timeout: float = 1.0) -> dict[str, object]:
-    return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+async def receive(ws: ClientConnection, within: float = 1.0) -> dict[str, object]:
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), within)))
 
 
 @pytest.fixture
-async def event_and_buyer() -> AsyncIterator[tuple[int, factories.Account]]:
+async def event_and_buyer() -> tuple[int, factories.Account]:
     organizer = await factories.account(Role.ORGANIZER)
     event_id = await factories.seated_event(organizer, seats=30)
-    yield event_id, await factories.account()
+    return event_id, await factories.account()
 
 
 async def test_change_through_b_reaches_client_on_a(two_apis, event_and_buyer) -> None:
@@ -56,7 +56,7 @@ async def test_change_through_b_reaches_client_on_a(two_apis, event_and_buyer) -
                 "/bookings/", json={"event_id": event_id, "quantity": 3}, headers=buyer.headers
             )
             assert held.status_code == 201
-            change = await receive(ws, timeout=1.0)  # within 1 s, from the other process
+            change = await receive(ws, within=1.0)  # within 1 s, from the other process
             assert change["type"] == "seats"
             assert change["status"] == "held"
             assert change["seat_ids"] == sorted(s["id"] for s in held.json()["seats"])
