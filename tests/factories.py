@@ -16,7 +16,8 @@ from app.schemas.event import (
 from app.services import events, users
 
 TRUNCATE_ALL = (
-    "TRUNCATE users, events, seats, bookings, booking_seats, tickets, idempotency_keys "
+    "TRUNCATE users, events, seats, bookings, booking_seats, tickets, idempotency_keys, "
+    "notifications, waitlist_entries, analytics_reports, outbox "
     "RESTART IDENTITY CASCADE"
 )
 PASSWORD = "correct-horse-battery"

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
 
+    # Celery: broker (defaults to REDIS_URL), how long an unacknowledged job stays invisible
+    # before another worker gets it, and when the relay re-sends jobs that never finished.
+    celery_broker_url: str | None = None
+    celery_visibility_timeout_s: int = Field(default=600, ge=1)
+    outbox_retry_after_s: int = Field(default=300, ge=1)
+    waitlist_offer_minutes: int = Field(default=30, ge=1)
+    # Simulated e-mail: how long "sending" takes (0 = instant); a slow provider in tests.
+    notification_delay_ms: int = Field(default=0, ge=0)
+
     cache_enabled: bool = True
     rate_limit_enabled: bool = True
     rate_limit_login_ip: str = "20/minute"
@@ -56,6 +65,10 @@ class Settings(BaseSettings):
         if not self.booking_locks_enabled:
             raise ValueError("BOOKING_LOCKS_ENABLED=false is a test-only switch")
         return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
 
     @property
     def is_development(self) -> bool:

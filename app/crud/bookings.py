@@ -222,3 +222,58 @@ async def lock_all_seats(session: AsyncSession, event_id: int) -> None:
     """Lock every seat of an event in id order (waits for holds in flight to finish)."""
     stmt = select(Seat.id).where(Seat.event_id == event_id).order_by(Seat.id).with_for_update()
     await session.execute(stmt)
+
+
+async def lock_available_seats(
+    session: AsyncSession, event_id: int, limit: int
+) -> list[LockedSeat]:
+    """Seats nobody holds, skipping rows locked right now (for waitlist offers)."""
+    stmt = (
+        select(*_LOCKED_COLUMNS)
+        .where(Seat.event_id == event_id, Seat.status == SeatStatus.AVAILABLE)
+        .order_by(Seat.id)
+        .limit(limit)
+        .with_for_update(of=Seat, skip_locked=True)
+    )
+    return [LockedSeat(*row) for row in await session.execute(stmt)]
+
+
+async def free_seats(session: AsyncSession, seat_ids: Sequence[int]) -> None:
+    if seat_ids:
+        await session.execute(
+            update(Seat)
+            .where(Seat.id.in_(list(seat_ids)))
+            .values(status=SeatStatus.AVAILABLE, booking_id=None, held_until=None)
+        )
+
+
+async def due_for_expiry(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
+    """(booking id, event id) of pending bookings past their expiry, locked, skipping busy ones."""
+    stmt = (
+        select(Booking.id, Booking.event_id)
+        .where(Booking.status == BookingStatus.PENDING, Booking.expires_at < func.now())
+        .order_by(Booking.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [(b, e) for b, e in await session.execute(stmt)]
+
+
+async def lock_seats_of_bookings(
+    session: AsyncSession, booking_ids: Sequence[int]
+) -> list[LockedSeat]:
+    """Seats still pointing at these bookings, in id order; rows locked by others are skipped."""
+    stmt = (
+        select(*_LOCKED_COLUMNS)
+        .where(Seat.booking_id.in_(list(booking_ids)))
+        .order_by(Seat.id)
+        .with_for_update(of=Seat, skip_locked=True)
+    )
+    return [LockedSeat(*row) for row in await session.execute(stmt)]
+
+
+async def users_of(session: AsyncSession, booking_ids: Sequence[int]) -> list[int]:
+    if not booking_ids:
+        return []
+    stmt = select(Booking.user_id).where(Booking.id.in_(list(booking_ids))).distinct()
+    return sorted(await session.scalars(stmt))

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Row, Select, and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Event, EventStatus, Seat, SeatStatus
+from app.models import Event, EventStatus, Seat, SeatStatus, WaitlistEntry, WaitlistStatus
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,21 @@ SeatRow = Row[int, str, str, str, int, int, str]
 
 
 def seat_is_free() -> ColumnElement[bool]:
-    """A seat is free when available, or held by a hold that has already expired."""
+    """A seat is free when available, or held by a hold that has already expired.
+
+    Except while the event has a waiting list: then a lapsed hold waits for the sweeper,
+    which offers the seat to the queue first (DESIGN: freed seats go to the waitlist).
+    """
+    queue = (
+        select(WaitlistEntry.id)
+        .where(
+            WaitlistEntry.event_id == Seat.event_id, WaitlistEntry.status == WaitlistStatus.WAITING
+        )
+        .exists()
+    )
     return or_(
         Seat.status == SeatStatus.AVAILABLE,
-        and_(Seat.status == SeatStatus.HELD, Seat.held_until < func.now()),
+        and_(Seat.status == SeatStatus.HELD, Seat.held_until < func.now(), ~queue),
     )
 
 
@@ -101,12 +112,12 @@ async def list_managed(
 
 async def counts(session: AsyncSession, event_id: int) -> Counts:
     free = seat_is_free()
-    live_hold = and_(Seat.status == SeatStatus.HELD, Seat.held_until >= func.now())
+    booked = Seat.status == SeatStatus.BOOKED
     stmt = select(
         func.count(),
         func.count().filter(free),
-        func.count().filter(live_hold),
-        func.count().filter(Seat.status == SeatStatus.BOOKED),
+        func.count().filter(~free & ~booked),
+        func.count().filter(booked),
         func.min(Seat.price_cents),
         func.max(Seat.price_cents),
     ).where(Seat.event_id == event_id)
@@ -116,8 +127,7 @@ async def counts(session: AsyncSession, event_id: int) -> Counts:
 
 async def seat_map(session: AsyncSession, event_id: int) -> Sequence[SeatRow]:
     """Seat rows with the status a customer should see (an expired hold shows as available)."""
-    expired_hold = and_(Seat.status == SeatStatus.HELD, Seat.held_until < func.now())
-    shown_status = case((expired_hold, SeatStatus.AVAILABLE.value), else_=Seat.status)
+    shown_status = case((seat_is_free(), SeatStatus.AVAILABLE.value), else_=Seat.status)
     stmt = (
         select(
             Seat.id,

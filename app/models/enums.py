@@ -36,3 +36,16 @@ class BookingStatus(enum.StrEnum):
 class BookingSource(enum.StrEnum):
     DIRECT = "direct"
     WAITLIST = "waitlist"
+
+
+class WaitlistStatus(enum.StrEnum):
+    WAITING = "waiting"
+    OFFERED = "offered"
+    FULFILLED = "fulfilled"
+    EXPIRED = "expired"
+    LEFT = "left"
+
+
+class ReportPeriod(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"

@@ -25,6 +25,7 @@ from app.core.errors import (
 from app.core.security import new_ticket_code, sign_ticket
 from app.crud import bookings as crud
 from app.crud import events as events_crud
+from app.crud import waitlist as waitlist_crud
 from app.crud.bookings import LockedSeat
 from app.models import (
     Booking,
@@ -35,10 +36,11 @@ from app.models import (
     SeatStatus,
     Ticket,
     User,
+    WaitlistStatus,
 )
 from app.schemas.booking import BookedSeat, BookingCreate, BookingRead, ConfirmRequest, TicketRead
 from app.schemas.common import Page
-from app.services import changes, idempotency, ratelimit
+from app.services import changes, idempotency, jobs, notifications, ratelimit, waitlist
 from app.services.idempotency import Outcome
 
 DECLINING_TOKEN = "fail"
@@ -191,6 +193,8 @@ async def _confirm(
     await crud.add_tickets(session, [_ticket(booking, s) for s in seats])
     await session.flush()
     await changes.seats_changed(uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED)
+    await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
+    await jobs.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
     return booking
 
 
@@ -219,15 +223,30 @@ async def cancel(uow: UnitOfWork, user: User, booking_id: int) -> BookingRead:
     ):
         raise InvalidState("This hold has already expired; there is nothing to cancel.")
     if booking.status != BookingStatus.CANCELLED:
+        was_confirmed = booking.status == BookingStatus.CONFIRMED
         seats = await crud.lock_booking_seats(session, booking.id)
-        await crud.set_seats(session, booking.id, SeatStatus.AVAILABLE)
         await crud.cancel_bookings(session, [booking.id])
+        await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.LEFT)
+        await release_seats(uow, booking.event_id, [s for s in seats if s.booking_id == booking.id])
         await session.refresh(booking)
-        freed = [s.id for s in seats if s.booking_id == booking.id]
-        await changes.seats_changed(uow, booking.event_id, freed, SeatStatus.AVAILABLE)
+        if was_confirmed or booking.user_id != user.id:
+            await jobs.enqueue(uow, notifications.BOOKING_CANCELLED, booking_id=booking.id)
     result = await read(uow, booking)
     await uow.commit()
     return result
+
+
+async def release_seats(uow: UnitOfWork, event_id: int, seats: Sequence[LockedSeat]) -> None:
+    """Seats (locked) whose booking ended: waiting entries first, the public after."""
+    if not seats:
+        return
+    offered = await waitlist.offer_freed(uow, event_id, seats)
+    public = [s.id for s in seats if s.id not in set(offered)]
+    await crud.free_seats(uow.session, public)
+    if public:
+        await changes.seats_changed(uow, event_id, public, SeatStatus.AVAILABLE)
+    if offered:
+        await changes.seats_changed(uow, event_id, offered, SeatStatus.HELD)
 
 
 def _may_see(user: User, booking: Booking) -> bool:

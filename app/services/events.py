@@ -6,6 +6,7 @@ from app.core.db import UnitOfWork, unit_of_work
 from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from app.crud import bookings as bookings_crud
 from app.crud import events as crud
+from app.crud import waitlist as waitlist_crud
 from app.crud.events import EventFilters
 from app.models import Event, EventStatus, Role, User
 from app.schemas.common import Page
@@ -22,10 +23,11 @@ from app.schemas.event import (
     SeatMap,
     SeatRead,
 )
-from app.services import cache, changes
+from app.services import cache, changes, jobs, notifications
 from app.services.cache import Payload
 
 GA_SECTION = "GA"
+NOTIFIED_FIELDS = frozenset({"starts_at", "venue"})
 
 
 def _seated_rows(event_id: int, spec: SeatedEventCreate) -> list[dict[str, object]]:
@@ -125,10 +127,18 @@ async def update(uow: UnitOfWork, user: User, event_id: int, patch: EventUpdate)
     fields = patch.model_dump(exclude_unset=True, exclude_none=True)
     if "starts_at" in fields:
         _require_future(fields["starts_at"])
+    # Time and venue are what ticket holders plan around: they hear about those.
+    noticed = {
+        name: str(value)
+        for name, value in fields.items()
+        if name in NOTIFIED_FIELDS and getattr(event, name) != value
+    }
     for name, value in fields.items():
         setattr(event, name, value)
     await uow.session.flush()
     changes.event_changed(uow, event.id)
+    if noticed:
+        await jobs.enqueue(uow, notifications.EVENT_UPDATED, event_id=event.id, changes=noticed)
     await uow.session.refresh(event)
     result = EventRead.model_validate(event)
     await uow.commit()
@@ -160,10 +170,15 @@ async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
         # Locking every seat waits out holds in flight; a hold that locks after this
         # commits re-reads the event and sees it cancelled.
         await bookings_crud.lock_all_seats(uow.session, event.id)
-        await bookings_crud.cancel_bookings(
-            uow.session, await bookings_crud.active_booking_ids_for_event(uow.session, event.id)
-        )
+        active = await bookings_crud.active_booking_ids_for_event(uow.session, event.id)
+        holders = await bookings_crud.users_of(uow.session, active)
+        await bookings_crud.cancel_bookings(uow.session, active)
         await crud.release_all_seats(uow.session, event.id)
+        await waitlist_crud.close_all(uow.session, event.id)
+        if holders:
+            await jobs.enqueue(
+                uow, notifications.EVENT_CANCELLED, event_id=event.id, user_ids=holders
+            )
         await uow.session.refresh(event)
         changes.event_changed(uow, event.id, EventStatus.CANCELLED)
     result = EventRead.model_validate(event)

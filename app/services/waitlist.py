@@ -1,0 +1,148 @@
+"""A waitlist that offers real seats.
+
+When seats are freed (cancel, expiry of a hold or of an offer), the oldest waiting
+entries whose quantity fits get them *in the same transaction*, as a pending booking
+(`source: waitlist`) held for `WAITLIST_OFFER_MINUTES`: freed seats never appear free to
+the public while a waiting entry could take them. The notification is a job.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from app.core.config import get_settings
+from app.core.db import UnitOfWork
+from app.core.errors import Conflict, InvalidInput, InvalidState, NotFound
+from app.crud import bookings as bookings_crud
+from app.crud import events as events_crud
+from app.crud import waitlist as crud
+from app.crud.bookings import LockedSeat
+from app.models import (
+    Booking,
+    BookingSource,
+    BookingStatus,
+    EventStatus,
+    User,
+    WaitlistEntry,
+    WaitlistStatus,
+)
+from app.schemas.waitlist import WaitlistEntryRead, WaitlistJoin
+from app.services import jobs
+from app.services.notifications import WAITLIST_OFFER
+
+
+async def offer_freed(uow: UnitOfWork, event_id: int, freed: Sequence[LockedSeat]) -> list[int]:
+    """Give freed seats (locked by the caller) to waiting entries; returns the seat ids given."""
+    entries = await crud.waiting_for_update(uow.session, event_id)
+    if not entries or not await _on_sale(uow, event_id):
+        return []
+    wanted = sum(e.quantity for e in entries)
+    freed_ids = {s.id for s in freed}
+    others = await bookings_crud.lock_available_seats(uow.session, event_id, wanted)
+    pool = [*freed, *(s for s in others if s.id not in freed_ids)]
+    given: list[int] = []
+    for entry in entries:
+        if entry.quantity > len(pool):
+            continue  # FIFO among those that fit: a smaller request behind may still fit
+        seats, pool = pool[: entry.quantity], pool[entry.quantity :]
+        await _offer(uow, entry, seats)
+        given.extend(s.id for s in seats)
+    return given
+
+
+async def _on_sale(uow: UnitOfWork, event_id: int) -> bool:
+    event = await events_crud.get(uow.session, event_id)
+    return (
+        event is not None
+        and event.status == EventStatus.PUBLISHED
+        and event.starts_at > datetime.now(UTC)
+    )
+
+
+async def _offer(uow: UnitOfWork, entry: WaitlistEntry, seats: Sequence[LockedSeat]) -> None:
+    now = datetime.now(UTC)
+    booking = Booking(
+        user_id=entry.user_id,
+        event_id=entry.event_id,
+        status=BookingStatus.PENDING,
+        source=BookingSource.WAITLIST,
+        total_cents=sum(s.price_cents for s in seats),
+        expires_at=now + timedelta(minutes=get_settings().waitlist_offer_minutes),
+        created_at=now,
+    )
+    await bookings_crud.add_booking(uow.session, booking, seats)
+    entry.status = WaitlistStatus.OFFERED
+    entry.offered_booking_id = booking.id
+    await jobs.enqueue(uow, WAITLIST_OFFER, booking_id=booking.id)
+
+
+async def join(uow: UnitOfWork, user: User, request: WaitlistJoin) -> WaitlistEntryRead:
+    """Queue for seats of a sold-out event; refused while enough seats are free."""
+    event = await events_crud.get(uow.session, request.event_id)
+    if event is None or event.status == EventStatus.DRAFT:
+        raise NotFound(f"Event {request.event_id} does not exist.")
+    if event.status != EventStatus.PUBLISHED or event.starts_at <= datetime.now(UTC):
+        raise InvalidState("This event is not on sale; there is nothing to wait for.")
+    cap = get_settings().max_seats_per_user_per_event
+    held = await bookings_crud.seats_claimed_by_user(uow.session, user.id, event.id)
+    if held + request.quantity > cap:
+        raise InvalidInput(
+            f"You may hold or buy at most {cap} seats for this event; you have {held}."
+        )
+    if await crud.active_for(uow.session, user.id, event.id) is not None:
+        raise Conflict("You are already on the waitlist for this event.")
+    free = (await events_crud.counts(uow.session, event.id)).available
+    if free >= request.quantity:
+        raise Conflict(f"{free} seats are free right now: book them instead.", available=free)
+    entry = WaitlistEntry(user_id=user.id, event_id=event.id, quantity=request.quantity)
+    uow.session.add(entry)
+    try:
+        await uow.session.flush()
+    except IntegrityError as exc:  # the same user joining twice at the same moment
+        raise Conflict("You are already on the waitlist for this event.") from exc
+    await uow.session.refresh(entry)
+    result = await _read(uow, entry)
+    await uow.commit()
+    return result
+
+
+async def _position(uow: UnitOfWork, entry: WaitlistEntry) -> int | None:
+    if entry.status != WaitlistStatus.WAITING:
+        return None
+    ahead = select(func.count()).where(
+        WaitlistEntry.event_id == entry.event_id,
+        WaitlistEntry.status == WaitlistStatus.WAITING,
+        tuple_(WaitlistEntry.created_at, WaitlistEntry.id) < tuple_(entry.created_at, entry.id),
+    )
+    return int((await uow.session.scalar(ahead)) or 0) + 1
+
+
+async def _read(uow: UnitOfWork, entry: WaitlistEntry) -> WaitlistEntryRead:
+    read = WaitlistEntryRead.model_validate(entry)
+    read.position = await _position(uow, entry)
+    return read
+
+
+async def my_entries(uow: UnitOfWork, user: User) -> list[WaitlistEntryRead]:
+    """The caller's entries and offers, newest first."""
+    return [await _read(uow, e) for e in await crud.list_for_user(uow.session, user.id)]
+
+
+async def leave(uow: UnitOfWork, user: User, entry_id: int) -> WaitlistEntryRead:
+    """Leave the queue (a waiting entry; an offer is declined by cancelling its booking)."""
+    entry = await crud.get(uow.session, entry_id)
+    if entry is None or entry.user_id != user.id:
+        raise NotFound(f"Waitlist entry {entry_id} does not exist.")
+    if entry.status == WaitlistStatus.OFFERED:
+        raise InvalidState(
+            f"Seats are already held for you in booking {entry.offered_booking_id}: "
+            "confirm it, or cancel it to pass them on."
+        )
+    if entry.status == WaitlistStatus.WAITING:
+        entry.status = WaitlistStatus.LEFT
+        await uow.session.flush()
+    result = await _read(uow, entry)
+    await uow.commit()
+    return result
