@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from app.api import errors
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import admin, auth, bookings, events, health, live
+from app.api.routes import admin, auth, bookings, events, health, live, notifications, waitlist
 from app.core.config import get_settings
 from app.core.db import db
 from app.core.logging import configure_logging
@@ -34,7 +34,7 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
-    for module in (auth, events, live, bookings, admin, health):
+    for module in (auth, events, live, bookings, waitlist, notifications, admin, health):
         app.include_router(module.router)
     return app
 

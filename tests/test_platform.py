@@ -72,4 +72,4 @@ class TestHealth:
         assert (await client.get("/health")).json() == {"status": "ok"}
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"database": "up", "redis": "up"}
+        assert ready.json()["checks"] == {"database": "up", "redis": "up", "broker": "up"}

@@ -62,6 +62,11 @@ class Database:
             self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         return self._sessions
 
+    def forget(self) -> None:
+        """Drop the engine without closing it (a forked process must not share sockets)."""
+        self._engine = None
+        self._sessions = None
+
     async def dispose(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()

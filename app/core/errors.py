@@ -9,8 +9,10 @@ class DomainError(Exception):
     code = "error"
     default_detail = "The request could not be completed."
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, code: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.default_detail
+        if code is not None:
+            self.code = code  # a more precise code than the class's, same HTTP status
         self.extra = extra
         super().__init__(self.detail)
 

@@ -27,6 +27,9 @@ def create_celery() -> Celery:
         broker_connection_timeout=0.5,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # Task events, so Flower can show every task as it runs.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         timezone="UTC",
         enable_utc=True,
     )

@@ -91,6 +91,10 @@ class RedisGuard:
         for hook in self.on_recovery:
             await hook()
 
+    def forget(self) -> None:
+        """Drop the client without closing it (a forked process must not share sockets)."""
+        self._client = None
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()

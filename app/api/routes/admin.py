@@ -1,10 +1,18 @@
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Query, Request, Response
+
+from app.api.caching import respond
 from app.api.deps import AdminUser, Id, Limit, Offset, OrganizerUser, UoW
 from app.api.errors import responses
+from app.models import ReportPeriod
+from app.schemas.analytics import AnalyticsSummary, ReportRead
+from app.schemas.checkin import CheckinRead, CheckinRequest
 from app.schemas.common import Page
 from app.schemas.event import EventCreate, EventDetail, EventRead, EventUpdate
 from app.schemas.user import RoleUpdate, UserRead
+from app.services import analytics as analytics_service
+from app.services import checkin as checkin_service
 from app.services import events as events_service
 from app.services import users as users_service
 
@@ -54,3 +62,34 @@ async def cancel_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventRead
 @router.post("/users/{user_id}/role", response_model=UserRead, responses=MANAGE)
 async def set_role(uow: UoW, admin: AdminUser, user_id: Id, body: RoleUpdate) -> UserRead:
     return await users_service.set_role(uow, admin, user_id, body.role)
+
+
+@router.post(
+    "/checkin", response_model=CheckinRead, responses=responses(400, 401, 403, 404, 409, 422)
+)
+async def check_in(uow: UoW, user: OrganizerUser, body: CheckinRequest) -> CheckinRead:
+    """Admit a ticket by `code` or `qr_code_data` (signature checked); once only."""
+    return await checkin_service.check_in(uow, user, body)
+
+
+@router.get("/analytics/summary", response_model=AnalyticsSummary, responses=responses(401, 403))
+async def analytics_summary(request: Request, user: OrganizerUser) -> Response:
+    """Bookings by status, revenue, utilization and waitlists per event, top events,
+    cancellation rate, bookings per day (30 days). Admins: all events; organizers: theirs.
+    Cached for 30 s."""
+    return respond(request, await analytics_service.summary(user))
+
+
+@router.get(
+    "/analytics/reports", response_model=Page[ReportRead], responses=responses(401, 403, 422)
+)
+async def analytics_reports(
+    uow: UoW,
+    admin: AdminUser,
+    period: Annotated[ReportPeriod | None, Query()] = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> Page[ReportRead]:
+    """Daily and weekly reports written by the scheduler, newest first."""
+    del admin
+    return await analytics_service.reports(uow, period, limit, offset)

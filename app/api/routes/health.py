@@ -16,7 +16,8 @@ async def liveness() -> dict[str, str]:
 
 @router.get("/health/ready", responses={503: {"description": "A dependency is down"}})
 async def readiness() -> JSONResponse:
-    """PostgreSQL and Redis state; 503 when the database is down (Redis down degrades only)."""
+    """PostgreSQL, Redis and broker state. 503 only when PostgreSQL is down: without Redis
+    reads come from PostgreSQL, and jobs wait in the outbox until the broker is back."""
     checks = await health.readiness()
     ready = checks["database"] == "up"
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}

@@ -1,0 +1,30 @@
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.schemas.common import DbId
+
+
+class CheckinRequest(BaseModel):
+    """What the door scanner read: the printed `code`, or the QR payload."""
+
+    code: Annotated[str, Field(min_length=4, max_length=32)] | None = None
+    qr_code_data: Annotated[str, Field(min_length=10, max_length=200)] | None = None
+    event_id: DbId | None = Field(default=None, description="The event at this door, if known")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "CheckinRequest":
+        if (self.code is None) == (self.qr_code_data is None):
+            raise ValueError("give exactly one of `code` or `qr_code_data`")
+        return self
+
+
+class CheckinRead(BaseModel):
+    ticket_id: int
+    code: str
+    booking_id: int
+    event_id: int
+    seat_label: str
+    holder: str
+    checked_in_at: datetime
