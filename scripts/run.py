@@ -38,6 +38,7 @@ def _run(services: Services, port: int) -> int:
     if setting("LOG_JSON") is None:
         extra["LOG_JSON"] = "false"  # honcho pipes the output, which would otherwise mean JSON
     env = child_env(services, **extra)
+    (ROOT / DATA_DIR).mkdir(exist_ok=True)  # celery beat keeps its schedule state there
     for step in (["alembic", "upgrade", "head"], ["app.cli", "seed-demo"]):
         code = _step(step, env)
         if code != 0:
@@ -62,6 +63,7 @@ def _banner(services: Services, port: int) -> None:
         "Evently is starting (Ctrl-C stops everything started here)",
         f"  API         {base}",
         f"  Swagger UI  {base}/docs",
+        "  Flower      http://127.0.0.1:5555  (Celery tasks: worker, beat)",
         f"  Demo logins {', '.join(DEMO_LOGINS)}",
         f"              password: {DEMO_PASSWORD}",
         f"  PostgreSQL  {_hidden(services.database_url)}",
