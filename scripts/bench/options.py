@@ -1,0 +1,210 @@
+"""Command-line options and the two data-set sizes (full and `--quick`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = ROOT / "bench-results"
+
+# In the order they run; read-uncached first, on its own server with the cache off.
+SCENARIOS = (
+    "read-uncached",
+    "read-cached",
+    "events-list",
+    "hot-event",
+    "ga-rush",
+    "spread",
+    "confirm-flow",
+)
+BOOKING_SCENARIOS = frozenset({"hot-event", "ga-rush", "spread", "confirm-flow"})
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big and how long: every scenario is bounded by these."""
+
+    read_seconds: float  # wrk duration of each GET scenario
+    read_warmup_seconds: float
+    read_connections: int
+    read_event_seats: int  # the seat map read by read-cached / read-uncached
+    hot_seats: int
+    hot_clients: int
+    ga_capacity: int
+    ga_clients: int
+    spread_events: int
+    spread_seats: int  # per event; the request pool is this many seats, never reused
+    spread_seconds: float
+    spread_connections: int
+    confirm_events: int
+    confirm_seats: int
+    confirm_seconds: float
+    confirm_connections: int
+    users: int  # customers seeded (each hot-event / ga-rush client is its own user)
+    client_timeout_s: float  # per request, for every load generator
+
+
+FULL = Sizes(
+    read_seconds=10,
+    read_warmup_seconds=2,
+    read_connections=64,
+    read_event_seats=500,
+    hot_seats=500,
+    hot_clients=1000,
+    ga_capacity=1000,
+    ga_clients=2000,
+    spread_events=50,
+    spread_seats=1200,
+    spread_seconds=10,
+    spread_connections=64,
+    confirm_events=20,
+    confirm_seats=1000,
+    confirm_seconds=10,
+    confirm_connections=64,
+    users=2000,
+    client_timeout_s=30,
+)
+
+QUICK = Sizes(
+    read_seconds=1.5,
+    read_warmup_seconds=0.5,
+    read_connections=16,
+    read_event_seats=500,
+    hot_seats=50,
+    hot_clients=100,
+    ga_capacity=100,
+    ga_clients=200,
+    spread_events=5,
+    spread_seats=200,
+    spread_seconds=1.5,
+    spread_connections=16,
+    confirm_events=3,
+    confirm_seats=200,
+    confirm_seconds=1.5,
+    confirm_connections=16,
+    users=200,
+    client_timeout_s=30,
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool
+    only: tuple[str, ...]
+    workers: int
+    port: int | None
+    pool_size: int
+    max_overflow: int
+    wrk_threads: int
+    generator: str  # "auto" | "wrk" | "python"
+    profile: bool
+    results_dir: Path
+    strict: bool
+    install_tools: bool
+    database: str
+    redis_db: int
+
+    @property
+    def sizes(self) -> Sizes:
+        return QUICK if self.quick else FULL
+
+
+def _scenarios(text: str) -> tuple[str, ...]:
+    asked = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in asked if s not in SCENARIOS]
+    if unknown or not asked:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario(s) {', '.join(unknown) or '(none)'}; choose from "
+            + ", ".join(SCENARIOS)
+        )
+    return tuple(s for s in SCENARIOS if s in asked)  # always in the canonical order
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench",
+        description="Production-like load benchmark of the Evently API (127.0.0.1 only).",
+        epilog="Scenarios: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny durations and counts (the smoke test)"
+    )
+    parser.add_argument(
+        "--only",
+        type=_scenarios,
+        default=SCENARIOS,
+        metavar="SCENARIO[,..]",
+        help="run only these scenarios",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="uvicorn worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="API port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=5, help="DB_POOL_SIZE per worker (default 5)"
+    )
+    parser.add_argument(
+        "--max-overflow", type=int, default=5, help="DB_MAX_OVERFLOW per worker (default 5)"
+    )
+    parser.add_argument(
+        "--wrk-threads",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="wrk threads (default: 2, or 1 on a single core)",
+    )
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator for the GET, spread and confirm-flow scenarios: wrk when "
+        "installed (auto), or the built-in asyncio one",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the API workers with py-spy during each scenario (pip install py-spy)",
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS_DIR, help="where results are written"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 3 when a performance target is not met"
+    )
+    parser.add_argument(
+        "--install-tools",
+        action="store_true",
+        help="apt-get install wrk when it is missing (needs root or sudo)",
+    )
+    parser.add_argument(
+        "--database",
+        default="evently_bench",
+        help="database to (re)create on the DATABASE_URL server (default evently_bench; "
+        "the name must start with that)",
+    )
+    parser.add_argument(
+        "--redis-db", type=int, default=14, help="Redis database to flush and use (default 14)"
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.pool_size < 1 or args.max_overflow < 0 or args.wrk_threads < 1:
+        parser.error("--workers, --pool-size and --wrk-threads must be >= 1, --max-overflow >= 0")
+    return Options(
+        quick=args.quick,
+        only=args.only,
+        workers=args.workers,
+        port=args.port,
+        pool_size=args.pool_size,
+        max_overflow=args.max_overflow,
+        wrk_threads=args.wrk_threads,
+        generator=args.generator,
+        profile=args.profile,
+        results_dir=args.results_dir,
+        strict=args.strict,
+        install_tools=args.install_tools,
+        database=args.database,
+        redis_db=args.redis_db,
+    )
