@@ -125,3 +125,67 @@ class ApiProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
+
+
+@dataclass
+class WorkerProcess:
+    """`celery -A app.worker.celery_app worker` as a real process (solo pool: FIFO)."""
+
+    env: dict[str, str]
+    log_path: Path = field(default_factory=lambda: Path(f"/tmp/evently-worker-{os.getpid()}.log"))
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "app.worker.celery_app",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.wait_for_log("ready.", timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 15.0, after: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log()[after:]:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"the worker did not log {text!r}:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash or the OOM killer: no chance to clean up or acknowledge."""
+        if self.process is not None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.process = None

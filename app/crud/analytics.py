@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Date, Select, and_, cast, func, select
+from sqlalchemy import Date, Select, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -122,7 +122,7 @@ async def list_reports(
     )
     stmt = (
         select(AnalyticsReport)
-        .where(and_(*conditions))
+        .where(*conditions)
         .order_by(AnalyticsReport.period_start.desc(), AnalyticsReport.id.desc())
         .limit(limit)
         .offset(offset)
