@@ -24,6 +24,8 @@ from scripts.bench.report import Result, stamp_now, table, write
 from scripts.bench.server import Server, server_command
 from scripts.processes import raise_interrupt, signals
 
+QUIET_CORES = 0.25  # more than this busy before we start: say the figures will suffer
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -113,6 +115,12 @@ def _run(options: Options) -> int:
             "  wrk is not installed: the built-in generator is used (install wrk for the "
             "real figures: sudo apt-get install -y wrk, or --install-tools)"
         )
+    busy = monitor.machine_busy()
+    if busy > QUIET_CORES:
+        _say(
+            f"  warning: {busy} cores are busy before the benchmark starts (another test run?); "
+            "every figure will be lower than on a quiet machine"
+        )
     clock = time.monotonic()
     asyncio.run(environment.recreate_database(database_url))
     environment.migrate(env)
@@ -129,6 +137,7 @@ def _run(options: Options) -> int:
     )
     statements = asyncio.run(monitor.statements_available(dsn))
     machine = asyncio.run(environment.machine(database_url, redis_url, wrk_binary))
+    machine["busy_cores_before"] = busy
     if not statements:
         _say(
             "[setup] pg_stat_statements is not loaded on this server: statement timings are "

@@ -51,6 +51,17 @@ def _machine_ticks() -> dict[str, int]:
     return dict(zip(_STAT_FIELDS, values, strict=False))
 
 
+def machine_busy(seconds: float = 1.0) -> float:
+    """Cores busy on the whole machine over `seconds` (before we start: is it quiet?)."""
+    before = _machine_ticks()
+    time.sleep(seconds)
+    after = _machine_ticks()
+    ticks = {k: after[k] - before[k] for k in after}
+    total = sum(ticks.values())
+    idle = ticks.get("idle", 0) + ticks.get("iowait", 0)
+    return round((os.cpu_count() or 1) * (total - idle) / total, 2) if total else 0.0
+
+
 @dataclass
 class CpuSnapshot:
     at: float

@@ -128,7 +128,8 @@ def markdown(report: dict[str, Any], results: list[Result]) -> str:
         f"Machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), {m.get('memory_gib')} GiB, "
         f"kernel {m.get('kernel')}, Python {m.get('python')}, "
         f"PostgreSQL {m.get('postgresql')}, Redis {m.get('redis')}, {m.get('wrk') or 'no wrk'}; "
-        f"load average before the run {m.get('load_average_before')}.",
+        f"load average before the run {m.get('load_average_before')}, "
+        f"cores busy just before it {m.get('busy_cores_before')}.",
         "",
         f"Server: `{s['command']}`; {s['env']}.",
         "",
