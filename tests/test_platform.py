@@ -73,3 +73,13 @@ class TestHealth:
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"database": "up", "redis": "up", "broker": "up"}
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    from pathlib import Path
+
+    documented = Path(__file__).resolve().parent.parent.joinpath(".env.example").read_text()
+    missing = [
+        name.upper() for name in Settings.model_fields if name.upper() + "=" not in documented
+    ]
+    assert missing == []
