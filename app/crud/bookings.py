@@ -6,13 +6,13 @@ order in which locks are taken) is decided in `app.services.booking`.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crud.events import seat_is_free
-from app.models import Booking, BookingSeat, BookingStatus, Seat, SeatStatus, Ticket
+from app.models import Booking, BookingSeat, BookingSource, BookingStatus, Seat, SeatStatus, Ticket
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,31 @@ async def deactivate_claims(session: AsyncSession, booking_ids: Sequence[int]) -
         .where(BookingSeat.booking_id.in_(list(booking_ids)), BookingSeat.active)
         .values(active=False)
     )
+
+
+async def add_pending_booking(
+    session: AsyncSession,
+    user_id: int,
+    event_id: int,
+    seats: Sequence[LockedSeat],
+    minutes: int,
+    source: BookingSource,
+    idempotency_key: str | None = None,
+) -> Booking:
+    """A pending booking holding `seats` (locked by the caller) for `minutes`."""
+    now = datetime.now(UTC)
+    booking = Booking(
+        user_id=user_id,
+        event_id=event_id,
+        status=BookingStatus.PENDING,
+        source=source,
+        total_cents=sum(s.price_cents for s in seats),
+        expires_at=now + timedelta(minutes=minutes),
+        created_at=now,
+        idempotency_key=idempotency_key,
+    )
+    await add_booking(session, booking, seats)
+    return booking
 
 
 async def add_booking(session: AsyncSession, booking: Booking, seats: Sequence[LockedSeat]) -> None:

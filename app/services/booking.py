@@ -6,7 +6,7 @@ partial unique index on active claims (booking_seats) is the backstop.
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -85,18 +85,9 @@ async def _hold(
     await _check_user_cap(uow, user.id, request.event_id, len(seats))
     lapsed = sorted({s.booking_id for s in seats if s.booking_id is not None})
     await crud.expire_bookings(session, lapsed)
-    now = datetime.now(UTC)
-    booking = Booking(
-        user_id=user.id,
-        event_id=request.event_id,
-        status=BookingStatus.PENDING,
-        source=BookingSource.DIRECT,
-        total_cents=sum(s.price_cents for s in seats),
-        expires_at=now + timedelta(minutes=settings.hold_minutes),
-        created_at=now,
-        idempotency_key=key,
+    booking = await crud.add_pending_booking(
+        session, user.id, request.event_id, seats, settings.hold_minutes, BookingSource.DIRECT, key
     )
-    await crud.add_booking(session, booking, seats)
     await changes.seats_changed(uow, request.event_id, [s.id for s in seats], SeatStatus.HELD)
     return booking, seats
 

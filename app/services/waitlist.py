@@ -7,7 +7,7 @@ the public while a waiting entry could take them. The notification is a job.
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +20,7 @@ from app.crud import events as events_crud
 from app.crud import waitlist as crud
 from app.crud.bookings import LockedSeat
 from app.models import (
-    Booking,
     BookingSource,
-    BookingStatus,
     EventStatus,
     User,
     WaitlistEntry,
@@ -62,17 +60,10 @@ async def _on_sale(uow: UnitOfWork, event_id: int) -> bool:
 
 
 async def _offer(uow: UnitOfWork, entry: WaitlistEntry, seats: Sequence[LockedSeat]) -> None:
-    now = datetime.now(UTC)
-    booking = Booking(
-        user_id=entry.user_id,
-        event_id=entry.event_id,
-        status=BookingStatus.PENDING,
-        source=BookingSource.WAITLIST,
-        total_cents=sum(s.price_cents for s in seats),
-        expires_at=now + timedelta(minutes=get_settings().waitlist_offer_minutes),
-        created_at=now,
+    minutes = get_settings().waitlist_offer_minutes
+    booking = await bookings_crud.add_pending_booking(
+        uow.session, entry.user_id, entry.event_id, seats, minutes, BookingSource.WAITLIST
     )
-    await bookings_crud.add_booking(uow.session, booking, seats)
     entry.status = WaitlistStatus.OFFERED
     entry.offered_booking_id = booking.id
     await jobs.enqueue(uow, WAITLIST_OFFER, booking_id=booking.id)
