@@ -24,6 +24,7 @@ function init(args)
   exhausted = 0
   holds_sent = 0
   confirms_sent = 0
+  cache_hits = 0
   queue = {}
   items = {}
   tokens = {}
@@ -66,6 +67,9 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if (headers["x-cache"] or headers["X-Cache"]) == "hit" then
+    cache_hits = cache_hits + 1
+  end
   if mode == "confirm" and status == 201 then
     local id = body:match('"id":(%d+)')
     local uid = body:match('"user_id":(%d+)')
@@ -80,7 +84,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local merged, ex, holds, confirms = {}, 0, 0, 0
+  local merged, ex, holds, confirms, hits = {}, 0, 0, 0, 0
   for _, t in ipairs(threads) do
     for code, n in pairs(t:get("statuses") or {}) do
       merged[code] = (merged[code] or 0) + n
@@ -88,6 +92,7 @@ function done(summary, latency, requests)
     ex = ex + (t:get("exhausted") or 0)
     holds = holds + (t:get("holds_sent") or 0)
     confirms = confirms + (t:get("confirms_sent") or 0)
+    hits = hits + (t:get("cache_hits") or 0)
   end
   local parts = {}
   for code, n in pairs(merged) do
@@ -99,10 +104,10 @@ function done(summary, latency, requests)
     '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
     '"latency_us": {"min": %d, "mean": %.1f, "p50": %d, "p90": %d, "p99": %d, ' ..
     '"p999": %d, "max": %d}, "statuses": {%s}, "exhausted_threads": %d, ' ..
-    '"holds_sent": %d, "confirms_sent": %d}\n',
+    '"holds_sent": %d, "confirms_sent": %d, "cache_hits": %d}\n',
     summary.duration, summary.requests, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9), latency.max,
-    table.concat(parts, ", "), ex, holds, confirms))
+    table.concat(parts, ", "), ex, holds, confirms, hits))
 end

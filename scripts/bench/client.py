@@ -28,6 +28,7 @@ class Reply:
     body: bytes
     started: float  # time.perf_counter() when the request was written
     ended: float
+    cache_hit: bool = False  # the response said `X-Cache: hit`
 
     @property
     def ms(self) -> float:
@@ -50,8 +51,9 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
         self.body: list[bytes] = []
+        self.cache_hit = False
         self.closed = False
 
     # asyncio.Protocol
@@ -69,15 +71,20 @@ class _Protocol(asyncio.Protocol):
         self._fail(TransportError(f"connection closed: {exc or 'by the server'}"))
 
     # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"x-cache" and value == b"hit":
+            self.cache_hit = True
+
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         body, self.body = b"".join(self.body), []
+        hit, self.cache_hit = self.cache_hit, False
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result((status, body))
+            waiter.set_result((status, body, hit))
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
@@ -106,16 +113,16 @@ class Connection:
         protocol = self._protocol
         assert protocol is not None
         assert protocol.transport is not None
-        waiter: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[tuple[int, bytes, bool]] = asyncio.get_running_loop().create_future()
         protocol.waiter = waiter
         started = time.perf_counter()
         protocol.transport.write(data)
         try:
-            status, body = await asyncio.wait_for(waiter, self.timeout)
+            status, body, hit = await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             self.close()
             raise
-        return Reply(status, body, started, time.perf_counter())
+        return Reply(status, body, started, time.perf_counter(), hit)
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

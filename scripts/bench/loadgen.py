@@ -29,6 +29,7 @@ class Sample:
     started: float
     ended: float
     code: str = ""  # the error body's `code` for 4xx answers we care about
+    cache_hit: bool = False
 
     @property
     def ms(self) -> float:
@@ -73,7 +74,9 @@ class Recorder:
         if reply.status >= 400:
             found = re.search(rb'"code":"([a-z_]+)"', reply.body)
             code = found.group(1).decode() if found else ""
-        self.run.samples.append(Sample(kind, reply.status, reply.started, reply.ended, code))
+        self.run.samples.append(
+            Sample(kind, reply.status, reply.started, reply.ended, code, reply.cache_hit)
+        )
         return reply
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shlex
 import signal
 import socket
@@ -25,6 +26,20 @@ from scripts.bench.server import Server, server_command
 from scripts.processes import raise_interrupt, signals
 
 QUIET_CORES = 0.25  # more than this busy before we start: say the figures will suffer
+
+
+def _raise_open_files(needed: int) -> None:
+    """Thousands of client connections (and the server's ends, inherited): lift the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        raise BenchError(
+            f"the open-files limit is {soft}, and the benchmark needs {needed}: "
+            f"run `ulimit -n {needed}` first (or raise the hard limit)"
+        )
 
 
 def _free_port() -> int:
@@ -98,6 +113,7 @@ def _run(options: Options) -> int:
     py_spy = environment.find_py_spy() if options.profile else None
     if options.profile and py_spy is None:
         raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    _raise_open_files(2 * max(sizes.ga_clients, sizes.hot_clients) + 1024)
     port = options.port or _free_port()
     stamp, started = stamp_now()
     run_dir = options.results_dir / stamp

@@ -213,6 +213,36 @@ class SessionSampler:
             await conn.close()
 
 
+_TABLES = """
+SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_tup_ins, n_tup_upd, n_tup_del
+FROM pg_stat_user_tables
+"""
+TABLE_COUNTERS = ("seq_scan", "seq_tup_read", "idx_scan", "inserted", "updated", "deleted")
+
+
+async def table_stats(dsn: str) -> dict[str, tuple[int, ...]]:
+    """Cumulative per-table counters (backends report them within a second or so)."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await conn.fetch(_TABLES)
+    finally:
+        await conn.close()
+    return {str(r[0]): tuple(int(v) for v in r[1:]) for r in rows}
+
+
+def table_deltas(
+    before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]
+) -> dict[str, dict[str, int]]:
+    """What each table saw in between; tables with no activity left out."""
+    found: dict[str, dict[str, int]] = {}
+    for table, values in sorted(after.items()):
+        start = before.get(table, (0,) * len(values))
+        delta = {k: v - s for k, v, s in zip(TABLE_COUNTERS, values, start, strict=True)}
+        if any(delta.values()):
+            found[table] = delta
+    return found
+
+
 _STATEMENTS = """
 SELECT s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.rows
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid

@@ -8,6 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+TABLE_LABELS = (
+    ("seq_scan", "seq scans"),
+    ("seq_tup_read", "rows read by them"),
+    ("idx_scan", "index scans"),
+    ("inserted", "inserted"),
+    ("updated", "updated"),
+    ("deleted", "deleted"),
+)
 COLUMNS = ("scenario", "throughput", "p50 ms", "p99 ms", "responses by status", "target", "met")
 
 
@@ -96,6 +104,16 @@ def _details_markdown(result: Result) -> list[str]:
         lines.append(
             f"- PostgreSQL sessions (mean count; max {sessions.get('max_connections')}): {states}"
         )
+    if d.get("server_log"):
+        events = ", ".join(f"{k} x{v}" for k, v in d["server_log"].items())
+        lines.append(f"- API log during the run: {events}")
+    tables = d.get("tables", {})
+    if tables:
+        parts = []
+        for table, c in tables.items():
+            bits = [f"{c[k]:,} {label}" for k, label in TABLE_LABELS if c.get(k)]
+            parts.append(f"{table} ({', '.join(bits)})")
+        lines.append("- tables: " + "; ".join(parts))
     if "db_per_success" in d:
         lines.append(f"- database time per success: {d['db_per_success']}")
     statements = d.get("statements", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ HOT_P99_MS = 1000
 SPREAD_HOLDS_PER_S = 1000
 SPREAD_P99_MS = 50
 WARM_POOL_SECONDS = 1.0
+STATS_DELAY_S = 1.0  # a backend sends its table counters at most once a second
 
 
 @dataclass
@@ -62,17 +64,28 @@ class Context:
 
 
 class Measured:
-    """CPU by process group, PostgreSQL sessions, statements and py-spy, for one run."""
+    """CPU by process group, PostgreSQL sessions, statements and py-spy, for one run.
 
-    def __init__(self, ctx: Context, name: str) -> None:
+    With `tables`, also what each table saw (sequential scans and the rows they read,
+    inserts, updates); backends report those with a delay, so the pools are exercised
+    for a moment after the run to make every backend send them.
+    """
+
+    def __init__(self, ctx: Context, name: str, tables: bool = False) -> None:
         self.ctx = ctx
         self.name = name
+        self.tables = tables
         self.details: dict[str, Any] = {}
+        self._tables: dict[str, tuple[int, ...]] = {}
+        self._log_at = 0
         self._sampler = monitor.SessionSampler(ctx.dsn, ctx.database)
         self._profiler: Profiler | None = None
         self._cpu: monitor.CpuSnapshot | None = None
 
     def __enter__(self) -> Measured:
+        self._log_at = self.ctx.server.log_size()
+        if self.tables:
+            self._tables = asyncio.run(monitor.table_stats(self.ctx.dsn))
         if self.ctx.statements:
             asyncio.run(monitor.reset_statements(self.ctx.dsn))
         if self.ctx.py_spy is not None and self.ctx.server.process is not None:
@@ -99,6 +112,12 @@ class Measured:
             self.details["statements"] = asyncio.run(
                 monitor.top_statements(self.ctx.dsn, self.ctx.database)
             )
+        if self.tables and exc[0] is None:
+            time.sleep(STATS_DELAY_S)
+            _warm_pools(self.ctx)  # every pooled backend ends a transaction: stats sent
+            after = asyncio.run(monitor.table_stats(self.ctx.dsn))
+            self.details["tables"] = monitor.table_deltas(self._tables, after)
+        self.details["server_log"] = self.ctx.server.log_events(self._log_at)
 
 
 def _percentile(values: Sequence[float], pct: float) -> float | None:
@@ -195,6 +214,7 @@ def _read(ctx: Context, path: str) -> dict[str, Any]:
                 "max ms": result.latency_ms["max"],
                 "MB/s received": round(result.raw["bytes"] / result.seconds / 1e6, 1),
                 "X-Cache after warm-up": cache,
+                "served from the cache": _share(result.cache_hits, result.requests),
             },
         }
     run = _closed_loop_get(ctx, path, sizes.read_seconds)
@@ -209,9 +229,16 @@ def _read(ctx: Context, path: str) -> dict[str, Any]:
             "requests": len(run.samples),
             "seconds": round(run.seconds, 2),
             "X-Cache after warm-up": cache,
+            "served from the cache": _share(
+                sum(s.cache_hit for s in run.samples), len(run.samples)
+            ),
             "generator CPU s": round(run.cpu_seconds, 2),
         },
     }
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
 
 
 def _cache_header(url: str) -> str:
@@ -256,6 +283,12 @@ def read_cached(ctx: Context) -> Result:
     )
     if figures["facts"].get("X-Cache after warm-up") != "hit":
         result.problems.append("the seat map was not served from the cache after the warm-up")
+    served = figures["facts"].get("served from the cache", "-")
+    if served not in ("100.0%", "-"):
+        result.misses.append(
+            f"only {served} of the responses came from the cache (did the Redis guard's "
+            "breaker open? see the API log line)"
+        )
     _judge(
         result,
         ctx,
@@ -359,6 +392,12 @@ def _db_per_success(details: dict[str, Any], successes: int) -> None:
             f"{statements['total_exec_ms'] / successes:.2f} ms in "
             f"{statements['calls'] / successes:.1f} statements"
         )
+    for table, counts in details.get("tables", {}).items():
+        if counts["seq_scan"]:
+            per[f"sequential scans of {table}"] = (
+                f"{counts['seq_scan'] / successes:.2f}, reading "
+                f"{counts['seq_tup_read'] / successes:,.0f} rows"
+            )
     details["db_per_success"] = per
 
 
@@ -383,7 +422,7 @@ def _rush(
         if fallback is not None and reply is not None and reply.status == 409:
             await recorder.send(conn, "fallback", fallback(i))
 
-    with Measured(ctx, name) as measured:
+    with Measured(ctx, name, tables=True) as measured:
         run: Run = _uvloop_run(
             loadgen.clients(ctx.port, clients, ctx.sizes.client_timeout_s, behaviour)
         )
@@ -539,7 +578,7 @@ def _holds(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     path, requests = _requests_file(ctx, name, seats, seed=7 if confirm else 11)
     _warm_pools(ctx)
-    with Measured(ctx, name) as measured:
+    with Measured(ctx, name, tables=True) as measured:
         if ctx.wrk:
             out = wrk.run(
                 ctx.wrk,

@@ -7,6 +7,7 @@ caller uses this as a context manager inside a `finally` that also handles SIGTE
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -121,6 +122,38 @@ class Server:
         if self.workers == 1:
             return [self.process.pid]
         return _children(self.process.pid)
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_events(self, since: int) -> dict[str, int]:
+        """Warnings and errors the API logged after byte `since`, counted by event."""
+        counted: dict[str, int] = {}
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return counted
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict):
+                level = str(entry.get("level", "?"))
+                if level in ("debug", "info"):
+                    continue
+                key = f"{level}: {entry.get('event', '?')}"
+            elif line.strip():
+                key = "unstructured lines (tracebacks?)"
+            else:
+                continue
+            counted[key] = counted.get(key, 0) + 1
+        return counted
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

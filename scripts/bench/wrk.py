@@ -26,6 +26,7 @@ class WrkResult:
     exhausted_threads: int = 0
     holds_sent: int = 0
     confirms_sent: int = 0
+    cache_hits: int = 0  # responses with `X-Cache: hit`
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,5 +93,6 @@ def run(
         exhausted_threads=int(data["exhausted_threads"]),
         holds_sent=int(data["holds_sent"]),
         confirms_sent=int(data["confirms_sent"]),
+        cache_hits=int(data["cache_hits"]),
         raw=data,
     )
