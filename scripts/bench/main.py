@@ -218,6 +218,7 @@ def _run(options: Options) -> int:
         "started": started,
         "quick": options.quick,
         "exit_status": code,
+        "commit": environment.git_commit(),
         "options": {
             "only": list(options.only),
             "workers": options.workers,

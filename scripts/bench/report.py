@@ -141,7 +141,7 @@ def markdown(report: dict[str, Any], results: list[Result]) -> str:
         f"# Evently benchmark, {report['started']}",
         "",
         f"Mode: {'quick (targets do not apply)' if report['quick'] else 'full'}; "
-        f"exit status {report['exit_status']}.",
+        f"exit status {report['exit_status']}; code at {report.get('commit', '?')}.",
         "",
         f"Machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), {m.get('memory_gib')} GiB, "
         f"kernel {m.get('kernel')}, Python {m.get('python')}, "
@@ -158,7 +158,8 @@ def markdown(report: dict[str, Any], results: list[Result]) -> str:
         lines.append(f"- {line}")
     lines += ["", "## Details", ""]
     for result in results:
-        lines += _details_markdown(result)
+        if result.details:
+            lines += _details_markdown(result)
     return "\n".join(lines)
 
 

@@ -343,7 +343,7 @@ def _warm_pools(ctx: Context) -> None:
     _uvloop_run(
         loadgen.closed_loop(
             ctx.port,
-            2 * ctx.options.workers * (ctx.options.pool_size + ctx.options.max_overflow),
+            4 * ctx.options.workers * (ctx.options.pool_size + ctx.options.max_overflow),
             WARM_POOL_SECONDS,
             ctx.sizes.client_timeout_s,
             step,
