@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import errors
+from app.api.fastpath import CachedReadsMiddleware
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import admin, auth, bookings, events, health, live, notifications, waitlist
 from app.core.config import get_settings
@@ -32,6 +33,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(CachedReadsMiddleware)  # inside the request-id middleware below
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
     for module in (auth, events, live, bookings, waitlist, notifications, admin, health):

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.config import get_settings
 
@@ -24,8 +25,12 @@ T = TypeVar("T")
 
 SOCKET_TIMEOUT_S = 0.05
 BREAKER_OPEN_S = 1.0
+# A refused or reset connection opens the breaker at once; timeouts only when they repeat,
+# because a busy machine can make one healthy reply late.
+TIMEOUTS_TO_OPEN = 3
 LOG_EVERY_S = 30.0
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+TIMEOUT_ERRORS = (RedisTimeoutError, TimeoutError)
 
 
 class RedisGuard:
@@ -35,6 +40,7 @@ class RedisGuard:
         self._skip_until = 0.0
         self._down_since: float | None = None
         self._last_log = 0.0
+        self._timeouts = 0
         self.dirty = False  # an invalidation was lost while Redis was unreachable
         self.on_recovery: list[Callable[[], Awaitable[None]]] = []
 
@@ -67,11 +73,16 @@ class RedisGuard:
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return fallback
+        self._timeouts = 0
         if self._down_since is not None:
             await self._recovered()
         return result
 
     def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, TIMEOUT_ERRORS):
+            self._timeouts += 1
+            if self._timeouts < TIMEOUTS_TO_OPEN:
+                return
         now = time.monotonic()
         self._skip_until = now + BREAKER_OPEN_S
         if self._down_since is None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crud.events import seat_is_free
@@ -25,7 +25,7 @@ class LockedSeat:
     booking_id: int | None
 
 
-_LOCKED_COLUMNS = (
+LOCKED_COLUMNS = (
     Seat.id,
     Seat.label,
     Seat.section,
@@ -33,38 +33,6 @@ _LOCKED_COLUMNS = (
     seat_is_free().label("free"),
     Seat.booking_id,
 )
-
-
-async def lock_seats(
-    session: AsyncSession, event_id: int, seat_ids: Sequence[int], *, lock: bool = True
-) -> list[LockedSeat]:
-    """Lock the asked seats of one event in id order (so multi-seat holds never deadlock)."""
-    stmt = (
-        select(*_LOCKED_COLUMNS)
-        .where(Seat.event_id == event_id, Seat.id.in_(list(seat_ids)))
-        .order_by(Seat.id)
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=Seat)
-    return [LockedSeat(*row) for row in await session.execute(stmt)]
-
-
-async def lock_any_free_seats(
-    session: AsyncSession, event_id: int, quantity: int, section: str | None
-) -> list[LockedSeat]:
-    """Up to `quantity` free seats, skipping rows other buyers have locked right now."""
-    stmt = select(*_LOCKED_COLUMNS).where(Seat.event_id == event_id, seat_is_free())
-    if section is not None:
-        stmt = stmt.where(func.lower(Seat.section) == section.lower())
-    stmt = stmt.order_by(Seat.id).limit(quantity).with_for_update(of=Seat, skip_locked=True)
-    return [LockedSeat(*row) for row in await session.execute(stmt)]
-
-
-async def take_user_event_lock(session: AsyncSession, user_id: int, event_id: int) -> None:
-    """Serialise one user's holds on one event, so the per-user seat cap cannot be raced."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(:u, :e)"), {"u": user_id, "e": event_id}
-    )
 
 
 async def seats_claimed_by_user(session: AsyncSession, user_id: int, event_id: int) -> int:
@@ -103,8 +71,7 @@ async def deactivate_claims(session: AsyncSession, booking_ids: Sequence[int]) -
     )
 
 
-async def add_pending_booking(
-    session: AsyncSession,
+def new_pending_booking(
     user_id: int,
     event_id: int,
     seats: Sequence[LockedSeat],
@@ -112,9 +79,9 @@ async def add_pending_booking(
     source: BookingSource,
     idempotency_key: str | None = None,
 ) -> Booking:
-    """A pending booking holding `seats` (locked by the caller) for `minutes`."""
+    """A pending booking (not yet added) for `seats`, expiring in `minutes`."""
     now = datetime.now(UTC)
-    booking = Booking(
+    return Booking(
         user_id=user_id,
         event_id=event_id,
         status=BookingStatus.PENDING,
@@ -124,6 +91,18 @@ async def add_pending_booking(
         created_at=now,
         idempotency_key=idempotency_key,
     )
+
+
+async def add_pending_booking(
+    session: AsyncSession,
+    user_id: int,
+    event_id: int,
+    seats: Sequence[LockedSeat],
+    minutes: int,
+    source: BookingSource,
+) -> Booking:
+    """A pending booking holding `seats` (locked by the caller) for `minutes`."""
+    booking = new_pending_booking(user_id, event_id, seats, minutes, source)
     await add_booking(session, booking, seats)
     return booking
 
@@ -160,7 +139,7 @@ async def get_by_idempotency_key(session: AsyncSession, user_id: int, key: str) 
 async def lock_booking_seats(session: AsyncSession, booking_id: int) -> list[LockedSeat]:
     """Lock the seats a booking claims, in id order."""
     stmt = (
-        select(*_LOCKED_COLUMNS)
+        select(*LOCKED_COLUMNS)
         .join(BookingSeat, BookingSeat.seat_id == Seat.id)
         .where(BookingSeat.booking_id == booking_id, BookingSeat.active)
         .order_by(Seat.id)
@@ -254,7 +233,7 @@ async def lock_available_seats(
 ) -> list[LockedSeat]:
     """Seats nobody holds, skipping rows locked right now (for waitlist offers)."""
     stmt = (
-        select(*_LOCKED_COLUMNS)
+        select(*LOCKED_COLUMNS)
         .where(Seat.event_id == event_id, Seat.status == SeatStatus.AVAILABLE)
         .order_by(Seat.id)
         .limit(limit)
@@ -289,7 +268,7 @@ async def lock_seats_of_bookings(
 ) -> list[LockedSeat]:
     """Seats still pointing at these bookings, in id order; rows locked by others are skipped."""
     stmt = (
-        select(*_LOCKED_COLUMNS)
+        select(*LOCKED_COLUMNS)
         .where(Seat.booking_id.in_(list(booking_ids)))
         .order_by(Seat.id)
         .with_for_update(of=Seat, skip_locked=True)

@@ -24,7 +24,7 @@ from app.core.errors import (
 )
 from app.core.security import new_ticket_code, sign_ticket
 from app.crud import bookings as crud
-from app.crud import events as events_crud
+from app.crud import holds
 from app.crud import waitlist as waitlist_crud
 from app.crud.bookings import LockedSeat
 from app.models import (
@@ -69,26 +69,34 @@ async def _hold(
     uow: UnitOfWork, user: User, request: BookingCreate, key: str | None
 ) -> tuple[Booking, list[LockedSeat]]:
     session, settings = uow.session, get_settings()
-    await crud.take_user_event_lock(session, user.id, request.event_id)
     if request.seat_ids is not None:
-        seats = await crud.lock_seats(
-            session, request.event_id, request.seat_ids, lock=settings.booking_locks_enabled
+        seats = await holds.lock_chosen(
+            session,
+            user.id,
+            request.event_id,
+            request.seat_ids,
+            lock=settings.booking_locks_enabled,
         )
     else:
         assert request.quantity is not None
-        seats = await crud.lock_any_free_seats(
-            session, request.event_id, request.quantity, request.section
+        seats = await holds.lock_any(
+            session, user.id, request.event_id, request.quantity, request.section
         )
     # Read the event only now, after the seat locks: an event cancelled meanwhile is seen.
-    await _check_on_sale(uow, request.event_id)
+    state = await holds.sale_state(session, user.id, request.event_id)
+    _check_on_sale(request.event_id, state)
     _check_seats(request, seats)
-    await _check_user_cap(uow, user.id, request.event_id, len(seats))
+    assert state is not None
+    _check_user_cap(state.claimed_by_user, len(seats))
     lapsed = sorted({s.booking_id for s in seats if s.booking_id is not None})
     await crud.expire_bookings(session, lapsed)
-    booking = await crud.add_pending_booking(
-        session, user.id, request.event_id, seats, settings.hold_minutes, BookingSource.DIRECT, key
+    booking = crud.new_pending_booking(
+        user.id, request.event_id, seats, settings.hold_minutes, BookingSource.DIRECT, key
     )
-    await changes.seats_changed(uow, request.event_id, [s.id for s in seats], SeatStatus.HELD)
+    hold = await holds.insert_hold(session, booking, seats)
+    booking.id = hold.booking_id
+    counts = {"available": hold.available, "held": hold.held, "booked": hold.booked}
+    changes.seats_changed(uow, request.event_id, [s.id for s in seats], SeatStatus.HELD, counts)
     return booking, seats
 
 
@@ -108,19 +116,17 @@ def _check_seats(request: BookingCreate, seats: Sequence[LockedSeat]) -> None:
         )
 
 
-async def _check_on_sale(uow: UnitOfWork, event_id: int) -> None:
-    event = await events_crud.get(uow.session, event_id)
-    if event is None or event.status == EventStatus.DRAFT:
+def _check_on_sale(event_id: int, state: holds.SaleState | None) -> None:
+    if state is None or state.status == EventStatus.DRAFT:
         raise NotFound(f"Event {event_id} does not exist.")
-    if event.status != EventStatus.PUBLISHED:
-        raise InvalidState(f"Event {event_id} is {event.status.value}; it is not on sale.")
-    if event.starts_at <= datetime.now(UTC):
+    if state.status != EventStatus.PUBLISHED:
+        raise InvalidState(f"Event {event_id} is {state.status.value}; it is not on sale.")
+    if state.starts_at <= datetime.now(UTC):
         raise InvalidState(f"Event {event_id} has already started; it is not on sale.")
 
 
-async def _check_user_cap(uow: UnitOfWork, user_id: int, event_id: int, adding: int) -> None:
+def _check_user_cap(already: int, adding: int) -> None:
     cap = get_settings().max_seats_per_user_per_event
-    already = await crud.seats_claimed_by_user(uow.session, user_id, event_id)
     if already + adding > cap:
         raise SeatLimitExceeded(
             f"You may hold or buy at most {cap} seats for this event; you have {already}.",
@@ -183,7 +189,9 @@ async def _confirm(
     booking.confirmed_at = datetime.now(UTC)
     await crud.add_tickets(session, [_ticket(booking, s) for s in seats])
     await session.flush()
-    await changes.seats_changed(uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED)
+    await changes.seats_changed_counted(
+        uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED
+    )
     await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
     await jobs.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
     return booking
@@ -235,9 +243,9 @@ async def release_seats(uow: UnitOfWork, event_id: int, seats: Sequence[LockedSe
     public = [s.id for s in seats if s.id not in set(offered)]
     await crud.free_seats(uow.session, public)
     if public:
-        await changes.seats_changed(uow, event_id, public, SeatStatus.AVAILABLE)
+        await changes.seats_changed_counted(uow, event_id, public, SeatStatus.AVAILABLE)
     if offered:
-        await changes.seats_changed(uow, event_id, offered, SeatStatus.HELD)
+        await changes.seats_changed_counted(uow, event_id, offered, SeatStatus.HELD)
 
 
 def _may_see(user: User, booking: Booking) -> bool:

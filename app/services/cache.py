@@ -67,6 +67,22 @@ def list_key(fingerprint: str) -> str:
     return LIST_KEY_PREFIX + hashlib.blake2b(fingerprint.encode(), digest_size=12).hexdigest()
 
 
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+async def lookup(key: str) -> Payload | None:
+    """The stored response for `key`, if any: one Redis GET, no decoding."""
+
+    async def read(client: Redis) -> bytes | None:
+        return _as_bytes(await client.get(key))
+
+    value = await redis.call(read, None)
+    if value is None:
+        return None
+    return Payload(value[:ETAG_BYTES].decode(), value[ETAG_BYTES:], hit=True)
+
+
 async def cached(
     key: str, version_key: str, ttl: int, produce: Callable[[], Awaitable[bytes]]
 ) -> Payload:
@@ -74,18 +90,15 @@ async def cached(
     if not get_settings().cache_enabled:
         body = await produce()
         return Payload(etag_of(body), body)
+    hit = await lookup(key)
+    if hit is not None:
+        return hit
 
-    async def read(client: Redis) -> tuple[bytes | None, bytes | None]:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.get(version_key)
-            value, version = await pipe.execute()
-        return value, version
+    async def read_version(client: Redis) -> bytes | None:
+        return _as_bytes(await client.get(version_key))
 
-    missing: tuple[bytes | None, bytes | None] = (None, None)
-    value, version = await redis.call(read, missing)
-    if value is not None:
-        return Payload(value[:ETAG_BYTES].decode(), value[ETAG_BYTES:], hit=True)
+    # Read the version *before* the database: a write committing meanwhile moves it.
+    version = await redis.call(read_version, None)
     body = await produce()
     payload = Payload(etag_of(body), body)
     if not redis.is_down:

@@ -10,13 +10,13 @@ from app.crud import events as events_crud
 from app.services import cache, realtime
 
 
-async def seats_changed(
-    uow: UnitOfWork, event_id: int, seat_ids: Sequence[int], status: str
+def seats_changed(
+    uow: UnitOfWork, event_id: int, seat_ids: Sequence[int], status: str, totals: dict[str, int]
 ) -> None:
-    """Seats of an event moved to `status`: drop its cached views, tell live clients."""
-    # Counted in the transaction, so the message carries the numbers this write produced.
-    counts = await events_crud.counts(uow.session, event_id)
-    totals = {"available": counts.available, "held": counts.held, "booked": counts.booked}
+    """Seats of an event moved to `status`: drop its cached views, tell live clients.
+
+    `totals` are the event's counts as this transaction leaves them.
+    """
     ids = sorted(seat_ids)
 
     async def after() -> None:
@@ -24,6 +24,15 @@ async def seats_changed(
         await realtime.publish_seats(event_id, ids, status, totals)
 
     uow.after_commit(after)
+
+
+async def seats_changed_counted(
+    uow: UnitOfWork, event_id: int, seat_ids: Sequence[int], status: str
+) -> None:
+    """`seats_changed`, counting the event's seats in the transaction first."""
+    counts = await events_crud.counts(uow.session, event_id)
+    totals = {"available": counts.available, "held": counts.held, "booked": counts.booked}
+    seats_changed(uow, event_id, seat_ids, status, totals)
 
 
 def event_changed(uow: UnitOfWork, event_id: int, status: str | None = None) -> None:

@@ -1,0 +1,66 @@
+"""Cached public reads served straight from Redis, before FastAPI's routing.
+
+A seat map, event detail or status that is in the cache is sent as the stored bytes with
+one Redis GET and no routing, validation or serialisation: the hot path of an on-sale
+spike. Anything else (a miss, another route, a malformed id, Redis away) falls through
+to the normal application, which produces the same bytes and fills the cache.
+"""
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.caching import LIVE_DATA
+from app.core.config import get_settings
+from app.schemas.common import MAX_DB_ID
+from app.services import cache
+from app.services.cache import Payload
+
+_VIEWS = {"": 0, "seats": 1, "status": 2}  # index into cache.event_keys()
+
+
+def cache_key(path: str) -> str | None:
+    """The cache key of `/events/{id}`, `/events/{id}/seats` or `/events/{id}/status`."""
+    parts = path.split("/")
+    if len(parts) not in (3, 4) or parts[1] != "events" or not parts[2].isdigit():
+        return None
+    view = _VIEWS.get(parts[3] if len(parts) == 4 else "")
+    event_id = int(parts[2])
+    if view is None or not 1 <= event_id <= MAX_DB_ID:
+        return None
+    return cache.event_keys(event_id)[view]
+
+
+class CachedReadsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and get_settings().cache_enabled:
+            key = cache_key(scope["path"])
+            payload = await cache.lookup(key) if key else None
+            if payload is not None:
+                await _send(scope, send, payload)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send(scope: Scope, send: Send, payload: Payload) -> None:
+    etag = payload.etag.encode()
+    headers = [(b"etag", etag), (b"cache-control", LIVE_DATA.encode()), (b"x-cache", b"hit")]
+    if _revalidated(scope, etag):
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    headers += [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload.body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload.body})
+
+
+def _revalidated(scope: Scope, etag: bytes) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            tags = {tag.strip().removeprefix(b"W/") for tag in value.split(b",")}
+            return etag in tags or b"*" in tags
+    return False
