@@ -212,6 +212,16 @@ def _run(options: Options) -> int:
     headlines = []
     if ratio is not None:
         headlines.append(f"cached/uncached seat-map throughput: {ratio.headline}")
+    noisy = [
+        f"{r.scenario} ({scenarios.noise(r)} cores)"
+        for r in ordered
+        if scenarios.noise(r) > scenarios.NOISE_CORES
+    ]
+    if noisy:
+        headlines.append(
+            "NOISY: other processes used CPU during " + ", ".join(noisy) + "; rerun on a "
+            "quiet machine before trusting those figures"
+        )
     headlines += [f"target missed: {m}" for m in misses]
     headlines += [f"INVARIANT VIOLATED: {p}" for p in problems]
     report = {

@@ -758,8 +758,21 @@ def cache_ratio(results: list[Result], quick: bool) -> Result | None:
     return result
 
 
+NOISE_CORES = 0.2  # used by processes that are not ours: the figures are not trustworthy
+
+
+def noise(result: Result) -> float:
+    """Cores other processes (another test run, say) took during the scenario."""
+    cores = result.details.get("cpu", {}).get("cores", {})
+    others = float(cores.get("other processes", 0.0)) + float(cores.get("postgres (rest)", 0.0))
+    return round(others, 2)
+
+
 def summary_line(result: Result) -> str:
     extra = _cpu_line(result.details)
-    return f"    {result.headline}, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms" + (
+    line = f"    {result.headline}, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms" + (
         f"; cores: {extra}" if extra else ""
     )
+    if noise(result) > NOISE_CORES:
+        line += f"\n    NOISY: other processes used {noise(result)} cores meanwhile"
+    return line
