@@ -1,10 +1,13 @@
 """Database engine, sessions, and the unit of work that runs side effects after commit."""
 
+import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
+from sqlalchemy import CursorResult
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -12,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import ClauseElement
 
 from app.core.config import Settings, get_settings
 
@@ -123,3 +127,28 @@ def sqlstate(exc: BaseException) -> str | None:
 
 def is_lock_failure(exc: DBAPIError) -> bool:
     return sqlstate(exc) in LOCK_FAILURE_STATES
+
+
+class Prepared:
+    """A Core statement compiled once, at import, to PostgreSQL text with `$n` parameters.
+
+    For the hottest queries: running the text with `exec_driver_sql` skips the per-call
+    cache-key, coercion and compile work of SQLAlchemy while keeping the statement written
+    as a SQLAlchemy expression (one source of truth) and inside the session's transaction.
+    asyncpg then reuses its server-side prepared statement.
+    """
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        self.sql = compiled.string
+        self._order = list(getattr(compiled, "positiontup", None) or [])
+        self._constants = {
+            name: value.value if isinstance(value, enum.Enum) else value
+            for name, value in compiled.params.items()
+            if value is not None
+        }
+
+    async def execute(self, session: AsyncSession, **params: Any) -> CursorResult[*tuple[Any, ...]]:
+        values = {**self._constants, **params}
+        connection = await session.connection()
+        return await connection.exec_driver_sql(self.sql, tuple(values[k] for k in self._order))
