@@ -172,7 +172,8 @@ def _run(options: Options) -> int:
             continue
         server_env = {**env, "CACHE_ENABLED": cache}
         clock = time.monotonic()
-        with Server(server_env, port, options.workers, run_dir / f"server-{label}.log") as server:
+        log = run_dir / f"server-{label}.log"
+        with Server(server_env, port, options.workers, log, options.app) as server:
             _say(
                 f"[server] uvicorn up with CACHE_ENABLED={cache} "
                 f"({time.monotonic() - clock:.1f} s; workers {server.worker_pids()})"
@@ -241,7 +242,9 @@ def _run(options: Options) -> int:
         "sizes": sizes.__dict__,
         "machine": machine,
         "settings": {
-            "command": shlex.join(["uvicorn", *server_command(port, options.workers)[3:]]),
+            "command": shlex.join(
+                ["uvicorn", *server_command(port, options.workers, options.app)[3:]]
+            ),
             "env": (
                 f"APP_ENV=production, RATE_LIMIT_ENABLED=false, LOG_LEVEL=WARNING, "
                 f"LOG_JSON=true, DB_POOL_SIZE={options.pool_size}, "

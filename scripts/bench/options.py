@@ -106,6 +106,7 @@ class Options:
     install_tools: bool
     database: str
     redis_db: int
+    app: str
 
     @property
     def sizes(self) -> Sizes:
@@ -189,6 +190,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--redis-db", type=int, default=14, help="Redis database to flush and use (default 14)"
     )
+    parser.add_argument(
+        "--app",
+        default="app.main:app",
+        help="the ASGI application uvicorn serves (default app.main:app; another module "
+        "that imports it and changes one thing makes an A/B experiment)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1 or args.pool_size < 1 or args.max_overflow < 0 or args.wrk_threads < 1:
         parser.error("--workers, --pool-size and --wrk-threads must be >= 1, --max-overflow >= 0")
@@ -207,4 +214,5 @@ def parse(argv: list[str] | None = None) -> Options:
         install_tools=args.install_tools,
         database=args.database,
         redis_db=args.redis_db,
+        app=args.app,
     )

@@ -25,12 +25,12 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
-def server_command(port: int, workers: int) -> list[str]:
+def server_command(port: int, workers: int, app: str = "app.main:app") -> list[str]:
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "app.main:app",
+        app,
         "--host",
         "127.0.0.1",
         "--port",
@@ -50,10 +50,18 @@ def server_command(port: int, workers: int) -> list[str]:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], port: int, workers: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        port: int,
+        workers: int,
+        log_path: Path,
+        app: str = "app.main:app",
+    ) -> None:
         self.env = env
         self.port = port
         self.workers = workers
+        self.app = app
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +85,7 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                server_command(self.port, self.workers),
+                server_command(self.port, self.workers, self.app),
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
