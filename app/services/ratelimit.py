@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from app.core.config import get_settings
 from app.core.errors import RateLimited
-from app.core.redis import SOCKET_TIMEOUT_S, redis
+from app.core.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, redis
 
 KEY_PREFIX = "evently:rl"
 
@@ -40,7 +40,7 @@ def _limiter(url: str) -> MovingWindowRateLimiter:
         implementation="redispy",
         key_prefix=KEY_PREFIX,
         socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
     )
     return MovingWindowRateLimiter(storage)
 
