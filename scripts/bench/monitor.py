@@ -30,8 +30,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # -- CPU ------------------------------------------------------------------------------
 
 
-def _proc_cpu(pid: int) -> tuple[str, str, float] | None:
-    """(comm, cmdline, cpu seconds) of a process, or None when it is gone."""
+def _proc_cpu(pid: int) -> tuple[str, str, float, float] | None:
+    """(comm, cmdline, cpu seconds, cpu seconds of its ended children) of a process, or None
+    when it is gone. PostgreSQL's postmaster collects its ended backends' time: a pool that
+    closes connections would otherwise lose it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -39,7 +41,9 @@ def _proc_cpu(pid: int) -> tuple[str, str, float] | None:
         return None
     comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     fields = stat[stat.rindex(")") + 2 :].split()
-    return comm, cmdline, (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    own = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    ended = (int(fields[13]) + int(fields[14])) / TICKS  # cutime + cstime
+    return comm, cmdline, own, ended
 
 
 _STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -80,12 +84,14 @@ def cpu_snapshot(api_pids: list[int], database: str) -> CpuSnapshot:
         found = _proc_cpu(pid)
         if found is None:
             continue
-        comm, cmdline, seconds = found
+        comm, cmdline, seconds, ended = found
         if pid in api:
             index = api_pids.index(pid)
             group = "api supervisor" if index == 0 and len(api_pids) > 1 else f"api {index or 1}"
         elif comm == "postgres" or cmdline.startswith("postgres"):
             group = "postgres (bench db)" if f" {database} " in cmdline else "postgres (rest)"
+            if ended:  # the postmaster: all the work of backends that ended (pool overflow)
+                groups[-pid] = ("postgres (connections closed meanwhile)", ended)
         elif comm in ("redis-server", "valkey-server"):
             group = "redis"
         elif comm == "py-spy":
