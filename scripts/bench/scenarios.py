@@ -176,10 +176,9 @@ def _closed_loop_get(ctx: Context, path: str, seconds: float) -> Run:
     return run
 
 
-def _read(ctx: Context, path: str) -> dict[str, Any]:
-    """Warm up, then measure GET `path`: rate, latency, statuses."""
+def _warm_up(ctx: Context, path: str) -> str:
+    """GET `path` for the warm-up time (fills the cache); the X-Cache header after it."""
     sizes = ctx.sizes
-    log = ctx.run_dir / "wrk.log"
     if ctx.wrk:
         wrk.run(
             ctx.wrk,
@@ -187,11 +186,17 @@ def _read(ctx: Context, path: str) -> dict[str, Any]:
             connections=sizes.read_connections,
             threads=ctx.options.wrk_threads,
             seconds=sizes.read_warmup_seconds,
-            log=log,
+            log=ctx.run_dir / "wrk.log",
         )
     else:
         _closed_loop_get(ctx, path, sizes.read_warmup_seconds)
-    cache = _cache_header(ctx.url(path))
+    return _cache_header(ctx.url(path))
+
+
+def _read(ctx: Context, path: str, cache: str) -> dict[str, Any]:
+    """Measure GET `path`: rate, latency, statuses."""
+    sizes = ctx.sizes
+    log = ctx.run_dir / "wrk.log"
     if ctx.wrk:
         result = wrk.run(
             ctx.wrk,
@@ -247,8 +252,9 @@ def _cache_header(url: str) -> str:
 
 
 def _get_result(ctx: Context, name: str, path: str, target: str) -> tuple[Result, dict[str, Any]]:
+    cache = _warm_up(ctx, path)
     with Measured(ctx, name) as measured:
-        figures = _read(ctx, path)
+        figures = _read(ctx, path, cache)
     result = Result(
         scenario=name,
         headline=f"{figures['rate']:,.0f} req/s",
