@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 # Touched after a successful install; pip runs again only when pyproject.toml is newer.
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint fmt migrate clean distclean
+.PHONY: help venv run test bench lint fmt migrate clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +30,9 @@ run: venv ## the whole system: services, migrations, demo data, API (Ctrl-C stop
 
 test: venv ## the test suite against a real PostgreSQL and Redis
 	$(BIN)/python -m scripts.devenv exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv ## production-like load benchmark on 127.0.0.1; results in bench-results/ (BENCH_ARGS='--quick')
+	$(BIN)/python -m scripts.devenv exec -- $(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
 lint: venv ## ruff (lint and format check) and mypy strict
 	$(BIN)/ruff check .

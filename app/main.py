@@ -1,5 +1,6 @@
 """The FastAPI application factory."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,11 @@ from app.services.realtime import hub
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # Everything imported so far lives as long as the process: move it out of the garbage
+    # collector's reach, so full collections stop walking ~140,000 objects (85-115 ms
+    # pauses that were the read path's p99).
+    gc.collect()
+    gc.freeze()
     yield
     await hub.close()
     await redis.close()

@@ -200,12 +200,23 @@ def _insert_hold() -> Prepared:
         )
         .cte("held")
     )
-    of_event = Seat.event_id == EVENT
-    free = select(func.count()).where(of_event, seat_is_free()).scalar_subquery()
-    is_booked = Seat.status == SeatStatus.BOOKED
-    booked = select(func.count()).where(of_event, is_booked).scalar_subquery()
-    total = select(func.count()).where(of_event).scalar_subquery()
-    return Prepared(select(new.c.id, free, booked, total).add_cte(claims, held))
+    free, is_booked = seat_is_free(), Seat.status == SeatStatus.BOOKED
+    counts = (
+        select(
+            func.count().filter(free).label("free"),
+            func.count().filter(is_booked).label("booked"),
+            func.count().label("total"),
+        )
+        .where(Seat.event_id == EVENT)
+        .cte("counts")
+    )
+    stmt = (
+        select(new.c.id, counts.c.free, counts.c.booked, counts.c.total)
+        .select_from(new)
+        .join(counts, true())
+        .add_cte(claims, held)
+    )
+    return Prepared(stmt)
 
 
 _INSERT_HOLD = _insert_hold()

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, str_enum, utc_timestamp
@@ -14,6 +14,8 @@ class Seat(Base):
     __table_args__ = (
         Index("uq_seats_event_id_label", "event_id", "label", unique=True),
         Index("ix_seats_event_id_status", "event_id", "status"),
+        # Confirm, cancel and the sweeper find a booking's seats by this column.
+        Index("ix_seats_booking_id", "booking_id", postgresql_where=text("booking_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

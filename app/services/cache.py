@@ -22,6 +22,7 @@ PREFIX = "evently:c:"
 LIST_TTL_S = 30 * 60
 DETAIL_TTL_S = 60 * 60
 SEATS_TTL_S = 5 * 60
+VERSION_TTL_S = DETAIL_TTL_S * 2  # outlives every value it guards
 ETAG_BYTES = 18  # '"' + 16 hex digits + '"'
 
 # KEYS[1] value key, KEYS[2] version key; ARGV[1] version seen before the read, ARGV[2]
@@ -120,7 +121,7 @@ async def invalidate(keys: list[str], version_key: str) -> None:
         async with client.pipeline(transaction=True) as pipe:
             pipe.delete(*keys)
             pipe.incr(version_key)
-            pipe.expire(version_key, DETAIL_TTL_S * 2)
+            pipe.expire(version_key, VERSION_TTL_S)
             await pipe.execute()
         return True
 

@@ -5,9 +5,26 @@ Called inside the transaction; everything here runs only after it commits.
 
 from collections.abc import Sequence
 
+import orjson
+from redis.asyncio import Redis
+
 from app.core.db import UnitOfWork
+from app.core.redis import redis
 from app.crud import events as events_crud
 from app.services import cache, realtime
+
+# One round trip after a seat change: drop the event's cached views, move its cache
+# version, number the change and publish it. KEYS: detail, seats, status, version, seq,
+# channel; ARGV: the message with "seq":0, the version's time to live.
+_SEATS_CHANGED = """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[2])
+local seq = redis.call('INCR', KEYS[5])
+local message = string.gsub(ARGV[1], '"seq":0', '"seq":' .. seq, 1)
+redis.call('PUBLISH', KEYS[6], message)
+return seq
+"""
 
 
 def seats_changed(
@@ -17,11 +34,21 @@ def seats_changed(
 
     `totals` are the event's counts as this transaction leaves them.
     """
-    ids = sorted(seat_ids)
+    message = {"type": "seats", "event_id": event_id, "seat_ids": sorted(seat_ids)}
+    encoded = orjson.dumps({**message, "status": status, **totals, "seq": 0})
+    keys = [
+        *cache.event_keys(event_id),
+        cache.event_version_key(event_id),
+        realtime.seq_key(event_id),
+        realtime.channel(event_id),
+    ]
+
+    async def announce(client: Redis) -> object:
+        return await client.eval(_SEATS_CHANGED, len(keys), *keys, encoded, cache.VERSION_TTL_S)
 
     async def after() -> None:
-        await cache.invalidate_event(event_id)
-        await realtime.publish_seats(event_id, ids, status, totals)
+        if await redis.call(announce, None) is None:
+            redis.dirty = True  # the invalidation was lost: flush when Redis is back
 
     uow.after_commit(after)
 

@@ -7,7 +7,6 @@ subscriber connection (`LiveHub`) and hands messages to its local WebSocket clie
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -54,14 +53,6 @@ async def publish(event_id: int, message: dict[str, Any]) -> None:
         return await client.eval(_PUBLISH, 2, seq_key(event_id), channel(event_id), encoded)
 
     await redis.call(send, None)
-
-
-async def publish_seats(
-    event_id: int, seat_ids: Sequence[int], status: str, counts: dict[str, int]
-) -> None:
-    await publish(
-        event_id, {"type": "seats", "seat_ids": list(seat_ids), "status": status, **counts}
-    )
 
 
 class LiveHub:

@@ -1,5 +1,6 @@
 """Accounts: registration, login, roles."""
 
+import time
 from functools import lru_cache
 
 from sqlalchemy.exc import IntegrityError
@@ -68,12 +69,33 @@ async def authenticate(uow: UnitOfWork, email: str, password: str) -> User:
     return user
 
 
+# Each process remembers the accounts it authenticated for a few seconds: loading the
+# user was the largest single cost of a hold. A role change or a disabled account is
+# seen by every process within USER_CACHE_S (at once by the process that made it).
+USER_CACHE_S = 5.0
+_recent: dict[int, tuple[User, float]] = {}
+
+
 async def active_user(uow: UnitOfWork, user_id: int) -> User:
     """The user a valid token names, if the account still exists and is active."""
+    cached = _recent.get(user_id)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
     user = await crud.get(uow.session, user_id)
     if user is None or not user.is_active:
+        _recent.pop(user_id, None)
         raise NotAuthenticated("The account behind this token no longer exists or is disabled.")
+    uow.session.expunge(user)  # shared, read-only, across requests of this process
+    _recent[user_id] = (user, time.monotonic() + USER_CACHE_S)
     return user
+
+
+def forget_user(user_id: int | None = None) -> None:
+    """Drop one remembered account (all of them with no id)."""
+    if user_id is None:
+        _recent.clear()
+    else:
+        _recent.pop(user_id, None)
 
 
 async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> UserRead:
@@ -87,6 +109,7 @@ async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> Us
     await uow.session.flush()
     result = UserRead.model_validate(user)
     await uow.commit()
+    forget_user(user.id)
     return result
 
 
@@ -110,4 +133,5 @@ async def ensure_user(
         user.role = role
     await uow.session.flush()
     await uow.commit()
+    forget_user(user.id)
     return user, created
