@@ -131,11 +131,6 @@ async def get_for_update(session: AsyncSession, booking_id: int) -> Booking | No
     return await session.scalar(stmt)
 
 
-async def get_by_idempotency_key(session: AsyncSession, user_id: int, key: str) -> Booking | None:
-    stmt = select(Booking).where(Booking.user_id == user_id, Booking.idempotency_key == key)
-    return await session.scalar(stmt)
-
-
 async def lock_booking_seats(session: AsyncSession, booking_id: int) -> list[LockedSeat]:
     """Lock the seats a booking claims, in id order."""
     stmt = (

@@ -51,10 +51,5 @@ async def claim_pending(
     return list(await session.scalars(stmt))
 
 
-async def pending_count(session: AsyncSession) -> int:
-    stmt = select(func.count()).select_from(OutboxJob).where(OutboxJob.done_at.is_(None))
-    return (await session.scalar(stmt)) or 0
-
-
 def finish(job: OutboxJob, when: datetime) -> None:
     job.done_at = when
