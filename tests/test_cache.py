@@ -138,3 +138,12 @@ class TestInvalidation:
 
         await cache.cached(key, version_key, 60, slow_read_overtaken_by_a_write)
         assert await redis.client.exists(key) == 0
+
+
+async def test_hits_carry_a_request_id(client) -> None:
+    organizer = await factories.account(Role.ORGANIZER)
+    event_id = await factories.seated_event(organizer, seats=10)
+    await client.get(f"/events/{event_id}/status")
+    hit = await client.get(f"/events/{event_id}/status", headers={"X-Request-ID": "door-7"})
+    assert hit.headers["x-cache"] == "hit"
+    assert hit.headers["x-request-id"] == "door-7"

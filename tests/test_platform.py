@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings
-from app.main import app
+from app.main import api
 
 
 class TestSettings:
@@ -49,7 +49,7 @@ class TestErrors:
 
 class TestOpenAPI:
     def test_every_route_declares_its_errors(self) -> None:
-        schema = app.openapi()
+        schema = api.openapi()
         for path, methods in schema["paths"].items():
             if path.startswith("/health"):
                 continue
@@ -61,7 +61,7 @@ class TestOpenAPI:
                     assert "401" in codes, (method, path)
 
     def test_hold_documents_conflict_and_login_is_oauth2_form(self) -> None:
-        schema = app.openapi()
+        schema = api.openapi()
         hold = schema["paths"]["/bookings/"]["post"]
         assert {"201", "409"} <= set(hold["responses"])
         assert "OAuth2PasswordBearer" in schema["components"]["securitySchemes"]

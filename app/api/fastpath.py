@@ -1,14 +1,17 @@
-"""Cached public reads served straight from Redis, before FastAPI's routing.
+"""Cached public reads served straight from Redis, before FastAPI.
 
 A seat map, event detail or status that is in the cache is sent as the stored bytes with
-one Redis GET and no routing, validation or serialisation: the hot path of an on-sale
-spike. Anything else (a miss, another route, a malformed id, Redis away) falls through
-to the normal application, which produces the same bytes and fills the cache.
+one Redis GET and no routing, validation, serialisation or middleware: the hot path of an
+on-sale spike. Anything else (a miss, another route, a malformed id, Redis away) falls
+through to the application, which produces the same bytes and fills the cache. Hits
+carry an `X-Request-ID` like every response, but are not access-logged (at on-sale rates
+that log would cost more than the request).
 """
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.caching import LIVE_DATA
+from app.api.middleware import request_id
 from app.core.config import get_settings
 from app.schemas.common import MAX_DB_ID
 from app.services import cache
@@ -45,7 +48,12 @@ class CachedReadsMiddleware:
 
 async def _send(scope: Scope, send: Send, payload: Payload) -> None:
     etag = payload.etag.encode()
-    headers = [(b"etag", etag), (b"cache-control", LIVE_DATA.encode()), (b"x-cache", b"hit")]
+    headers = [
+        (b"etag", etag),
+        (b"cache-control", LIVE_DATA.encode()),
+        (b"x-cache", b"hit"),
+        (b"x-request-id", request_id(scope).encode()),
+    ]
     if _revalidated(scope, etag):
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})

@@ -17,9 +17,9 @@ class RequestContextMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        rid = request_id(scope)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         status = 500
 
@@ -29,7 +29,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
+                    (b"x-request-id", rid.encode()),
                 ]
             await send(message)
 
@@ -43,6 +43,11 @@ class RequestContextMiddleware:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+def request_id(scope: Scope) -> str:
+    """The caller's `X-Request-ID` when it is a sane token, else a new one."""
+    return _incoming_id(scope) or uuid.uuid4().hex
 
 
 def _incoming_id(scope: Scope) -> str | None:
