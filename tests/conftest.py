@@ -96,6 +96,18 @@ async def client(app_instance: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@pytest.fixture
+async def organizer() -> factories.Account:
+    from app.models import Role
+
+    return await factories.account(Role.ORGANIZER)
+
+
+@pytest.fixture
+async def customer() -> factories.Account:
+    return await factories.account()
+
+
 def record_figure(line: str) -> None:
     """A measured figure to show at the end of the run (storm throughput and the like)."""
     FIGURES.append(line)

@@ -10,16 +10,6 @@ from app.models import Role
 from tests import factories
 
 
-@pytest.fixture
-async def organizer() -> factories.Account:
-    return await factories.account(Role.ORGANIZER)
-
-
-@pytest.fixture
-async def customer() -> factories.Account:
-    return await factories.account()
-
-
 async def seat_ids(client: httpx.AsyncClient, event_id: int) -> list[int]:
     response = await client.get(f"/events/{event_id}/seats")
     assert response.status_code == 200

@@ -1,22 +1,11 @@
 """Cache-aside: hits come from Redis, every write path invalidates after commit."""
 
 import httpx
-import pytest
 
 from app.core.redis import redis
 from app.models import Role
 from app.services import cache
 from tests import factories
-
-
-@pytest.fixture
-async def organizer() -> factories.Account:
-    return await factories.account(Role.ORGANIZER)
-
-
-@pytest.fixture
-async def customer() -> factories.Account:
-    return await factories.account()
 
 
 async def seats(client: httpx.AsyncClient, event_id: int) -> dict[int, str]:

@@ -80,11 +80,6 @@ def assert_clean_statuses(responses: list[httpx.Response]) -> Counter[int]:
     return statuses
 
 
-@pytest.fixture
-async def organizer() -> factories.Account:
-    return await factories.account(Role.ORGANIZER)
-
-
 class TestHotSeat:
     async def test_200_clients_one_seat_exactly_one_wins(self, client, organizer) -> None:
         event_id = await factories.seated_event(organizer, seats=10)

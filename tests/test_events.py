@@ -8,11 +8,6 @@ from app.models import Role
 from tests import factories
 
 
-@pytest.fixture
-async def organizer() -> factories.Account:
-    return await factories.account(Role.ORGANIZER)
-
-
 def iso(days: float) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 

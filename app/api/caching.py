@@ -13,12 +13,13 @@ def respond(request: Request, payload: Payload, cache_control: str = LIVE_DATA) 
     headers = {"ETag": payload.etag, "Cache-Control": cache_control}
     if payload.hit:
         headers["X-Cache"] = "hit"
-    if _matches(request.headers.get("if-none-match"), payload.etag):
+    if etag_matches(request.headers.get("if-none-match"), payload.etag):
         return Response(status_code=304, headers=headers)
     return Response(payload.body, media_type=JSON, headers=headers)
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` header names this ETag (weak or strong, or `*`)."""
     if not if_none_match:
         return False
     candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}

@@ -10,7 +10,7 @@ that log would cost more than the request).
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.caching import LIVE_DATA
+from app.api.caching import LIVE_DATA, etag_matches
 from app.api.middleware import request_id
 from app.core.config import get_settings
 from app.schemas.common import MAX_DB_ID
@@ -54,7 +54,7 @@ async def _send(scope: Scope, send: Send, payload: Payload) -> None:
         (b"x-cache", b"hit"),
         (b"x-request-id", request_id(scope).encode()),
     ]
-    if _revalidated(scope, etag):
+    if _revalidated(scope, payload.etag):
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
@@ -66,9 +66,8 @@ async def _send(scope: Scope, send: Send, payload: Payload) -> None:
     await send({"type": "http.response.body", "body": payload.body})
 
 
-def _revalidated(scope: Scope, etag: bytes) -> bool:
+def _revalidated(scope: Scope, etag: str) -> bool:
     for name, value in scope["headers"]:
         if name == b"if-none-match":
-            tags = {tag.strip().removeprefix(b"W/") for tag in value.split(b",")}
-            return etag in tags or b"*" in tags
+            return etag_matches(value.decode("latin-1"), etag)
     return False
