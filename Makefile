@@ -46,8 +46,8 @@ fmt: venv ## format the code and apply ruff's safe fixes
 migrate: venv ## alembic upgrade head on the database make run would use
 	$(BIN)/python -m scripts.devenv exec -- $(BIN)/alembic upgrade head
 
-clean: ## stop embedded servers, remove .data and caches (keeps .venv)
-	@if [ -d .data ] && [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.devenv stop; fi
+clean: ## stop embedded servers, remove their data (.data; as root /var/tmp/evently-*) and caches
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.devenv clean; fi
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 

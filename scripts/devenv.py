@@ -6,7 +6,9 @@ For each service, independently:
    folder), used as given;
 2. otherwise the local server on its default port (PostgreSQL on 127.0.0.1:5432 as user
    ``postgres`` or the current OS user, Redis on 127.0.0.1:6379) when it answers;
-3. otherwise an embedded server started from pip packages, with its data under ``.data/``.
+3. otherwise an embedded server started from pip packages, with its data under ``.data/``
+   (as root, PostgreSQL's programs and data go to ``/var/tmp/evently-<hash>/`` instead:
+   it runs as an unprivileged account, which may not be allowed into the checkout).
 
 ``EVENTLY_FORCE_EMBEDDED=1`` skips step 2 (to try the embedded servers on a machine that
 has local ones). The database is created when it does not exist yet.
@@ -16,6 +18,7 @@ Command line::
     python -m scripts.devenv exec -- CMD ARGS...   # run CMD with DATABASE_URL and REDIS_URL set
     python -m scripts.devenv env                   # print `export` lines (no embedded servers)
     python -m scripts.devenv stop                  # stop embedded servers left running
+    python -m scripts.devenv clean                 # stop them and delete their data
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def _embedded_postgres(data_dir: Path, database: str, services: Services) -> str
         server = _track(services, embedded.start_postgres(data_dir))
     url = _database_url("postgres", server.port, database)
     _run(_ensure_database(url, "see the server log in the data folder"))
-    _describe("PostgreSQL", server, data_dir / "postgres")
+    _describe("PostgreSQL", server)
     return url.render_as_string(hide_password=False)
 
 
@@ -169,7 +172,7 @@ def _redis(data_dir: Path, services: Services | None) -> str:
         raise _needs_embedded("Redis", "6379")
     with embedded.data_lock(data_dir):
         server = _track(services, embedded.start_redis(data_dir))
-    _describe("Redis", server, data_dir / "redis")
+    _describe("Redis", server)
     return f"redis://{LOCALHOST}:{server.port}/0"
 
 
@@ -181,12 +184,10 @@ def _track(services: Services, server: embedded.Embedded) -> embedded.Embedded:
     return server
 
 
-def _describe(name: str, server: embedded.Embedded, folder: Path) -> None:
+def _describe(name: str, server: embedded.Embedded) -> None:
     verb = "using" if server.note else "started"
-    note = f"; {server.note}" if server.note else ""
-    _say(
-        name, f"{verb} {server.label} on {LOCALHOST}:{server.port} (data in {_shown(folder)}{note})"
-    )
+    where = f"data in {_shown(server.data)}" + (f"; {server.note}" if server.note else "")
+    _say(name, f"{verb} {server.label} on {LOCALHOST}:{server.port} ({where})")
 
 
 def _needs_embedded(name: str, port: str) -> DevEnvError:
@@ -340,7 +341,7 @@ def run_with_services(work: Callable[[Services], int], data_dir: Path, database:
             return work(services)
     except KeyboardInterrupt:
         return 130
-    except DevEnvError as exc:
+    except (DevEnvError, OSError) as exc:  # OSError: a folder or program we could not use
         print(f"devenv: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -378,20 +379,30 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    if not args.data_dir.is_dir():
+    if args.data_dir.is_dir():
+        with embedded.data_lock(args.data_dir):
+            _stop_servers(args.data_dir)
+    else:
         print("nothing was running")
-        return 0
-    with embedded.data_lock(args.data_dir):
-        stopped = [
-            name
-            for name, stop in (
-                ("PostgreSQL", embedded.stop_postgres),
-                ("Redis", embedded.stop_redis),
-            )
-            if stop(args.data_dir)
-        ]
-    print(f"stopped embedded {' and '.join(stopped)}" if stopped else "nothing was running")
     return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    if args.data_dir.is_dir():
+        # Under the lock, so that no session starts a server on the data being deleted.
+        with embedded.data_lock(args.data_dir):
+            _stop_servers(args.data_dir)
+            removed = embedded.remove_data(args.data_dir)
+    else:
+        removed = embedded.remove_data(args.data_dir)  # root's PostgreSQL folder may remain
+    print(f"removed {', '.join(map(str, removed))}" if removed else "no data to remove")
+    return 0
+
+
+def _stop_servers(data_dir: Path) -> None:
+    stops = (("PostgreSQL", embedded.stop_postgres), ("Redis", embedded.stop_redis))
+    stopped = [name for name, stop in stops if stop(data_dir)]
+    print(f"stopped embedded {' and '.join(stopped)}" if stopped else "nothing was running")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -412,13 +423,20 @@ def _parser() -> argparse.ArgumentParser:
     env.set_defaults(handler=_env)
     stop = commands.add_parser("stop", parents=[common], help="stop embedded servers left running")
     stop.set_defaults(handler=_stop)
+    clean_help = "stop embedded servers and delete their data"
+    clean = commands.add_parser("clean", parents=[common], help=clean_help)
+    clean.set_defaults(handler=_clean)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except (DevEnvError, OSError) as exc:  # exec has already reported its own
+        print(f"devenv: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

