@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from app.core.db import db, unit_of_work
+from app.core.db import db, transaction
 from app.models import Role
 from app.schemas.user import Password, UserCreate
 from app.services import demo, users
@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 async def _create_admin(email: str, password: str) -> str:
-    async with unit_of_work() as uow:
+    async with transaction() as uow:
         user, created = await users.ensure_user(uow, email, password, Role.ADMIN)
     action = "Created" if created else "Promoted existing user"
     return f"{action} {user.email} (id {user.id}) as admin."
@@ -35,8 +35,13 @@ def create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _seed_demo() -> list[str]:
+    async with transaction() as uow:
+        return await demo.seed(uow)
+
+
 def seed_demo(_: argparse.Namespace) -> int:
-    for line in asyncio.run(_with_engine(demo.seed())):
+    for line in asyncio.run(_with_engine(_seed_demo())):
         print(f"  {line}")
     return 0
 

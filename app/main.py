@@ -14,7 +14,8 @@ from app.core.config import get_settings
 from app.core.db import db
 from app.core.logging import configure_logging
 from app.core.redis import redis
-from app.services.realtime import hub
+from app.infra.realtime import hub
+from app.wiring import wire
 
 
 @asynccontextmanager
@@ -33,6 +34,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
+    wire()
     app = FastAPI(
         title="Evently",
         summary="Event ticketing: seat maps, holds that never oversell, signed tickets.",

@@ -65,13 +65,13 @@ def database() -> str:
 async def clean_state(database: str) -> None:
     """Each test starts from empty tables and an empty Redis database."""
     del database
+    from app.core import memo
     from app.core.db import db
     from app.core.redis import redis
-    from app.services.users import forget_user
 
     async with db.engine.begin() as conn:
         await conn.exec_driver_sql(factories.TRUNCATE_ALL)
-    forget_user()  # ids restart with every test: remembered accounts would be someone else
+    memo.forget_all()  # ids restart with every test: remembered accounts would be someone else
     try:
         await redis.client.flushdb()
     except Exception:  # a test may have stopped Redis on purpose

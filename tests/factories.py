@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
-from app.core.db import unit_of_work
+from app.core.db import transaction
 from app.core.security import create_access_token
 from app.models import Role
 from app.schemas.event import (
@@ -38,7 +38,7 @@ class Account:
 
 async def account(role: Role = Role.CUSTOMER, email: str | None = None) -> Account:
     email = email or f"{role.value}{next(_serial)}@example.com"
-    async with unit_of_work() as uow:
+    async with transaction() as uow:
         user, _ = await users.ensure_user(uow, email, PASSWORD, role)
     return Account(user.id, user.email, role, create_access_token(user.id))
 
@@ -84,11 +84,10 @@ def ga_spec(
 async def event(
     organizer: Account, spec: SeatedEventCreate | GeneralAdmissionEventCreate, publish: bool = True
 ) -> int:
-    async with unit_of_work() as uow:
+    async with transaction() as uow:  # one unit of work: the use cases compose
         owner = await users.active_user(uow, organizer.id)
         created = await events.create(uow, owner, spec)
-    if publish:
-        async with unit_of_work() as uow:
+        if publish:
             await events.publish(uow, owner, created.id)
     return created.id
 

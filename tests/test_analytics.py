@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 
-from app.core.db import db
+from app.core.db import db, transaction
 from app.models import ReportPeriod, Role
 from app.services import analytics
 from tests import factories
@@ -86,15 +86,20 @@ async def test_admin_sees_everything_and_customers_nothing(client) -> None:
     ).status_code == 403
 
 
+async def store_report(period: ReportPeriod, today: date) -> date:
+    async with transaction() as uow:  # the task scope commits, as the worker's does
+        return await analytics.store_report(uow, period, today)
+
+
 async def test_stored_reports(client) -> None:
     await scenario(client)
     async with db.engine.begin() as conn:  # yesterday's bookings, for the daily report
         await conn.execute(text("UPDATE bookings SET created_at = created_at - interval '1 day'"))
     today = datetime.now(UTC).date()
-    start = await analytics.store_report(ReportPeriod.DAILY, today)
+    start = await store_report(ReportPeriod.DAILY, today)
     assert start == today - timedelta(days=1)
-    await analytics.store_report(ReportPeriod.DAILY, today)  # again: still one row
-    weekly = await analytics.store_report(ReportPeriod.WEEKLY, date(2026, 11, 25))  # a Wednesday
+    await store_report(ReportPeriod.DAILY, today)  # again: still one row
+    weekly = await store_report(ReportPeriod.WEEKLY, date(2026, 11, 25))  # a Wednesday
     assert weekly == date(2026, 11, 16)  # the Monday of the week before
     admin = await factories.account(Role.ADMIN)
     listed = (

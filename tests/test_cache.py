@@ -3,8 +3,9 @@
 import httpx
 
 from app.core.redis import redis
+from app.infra import cache
+from app.infra.cache import EventView
 from app.models import Role
-from app.services import cache
 from tests import factories
 
 
@@ -23,7 +24,7 @@ class TestHits:
         event_id = await factories.seated_event(organizer, seats=20)
         first = await client.get(f"/events/{event_id}/seats")
         assert "x-cache" not in first.headers
-        assert await redis.client.exists(cache.event_keys(event_id)[1]) == 1
+        assert await redis.client.exists(cache.event_key(event_id, EventView.SEATS)) == 1
         second = await client.get(f"/events/{event_id}/seats")
         assert second.headers["x-cache"] == "hit"
         assert second.content == first.content
@@ -119,7 +120,10 @@ class TestInvalidation:
     async def test_read_in_flight_cannot_store_stale_data(self, organizer) -> None:
         """A reader that started before an invalidation must not write its old bytes back."""
         event_id = await factories.seated_event(organizer, seats=10)
-        key, version_key = cache.event_keys(event_id)[1], cache.event_version_key(event_id)
+        key, version_key = (
+            cache.event_key(event_id, EventView.SEATS),
+            cache.event_version_key(event_id),
+        )
 
         async def slow_read_overtaken_by_a_write() -> bytes:
             await cache.invalidate_event(event_id)  # a write commits while we read

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.core.config import get_settings
 from app.core.db import db
+from app.crud import inventory
 from app.models import Role
 from tests import factories
 from tests.conftest import record_figure
@@ -180,16 +180,16 @@ class TestGeneralAdmissionRush:
 
 
 @pytest.fixture
-async def locks_disabled() -> AsyncIterator[None]:
-    """Bypass both defences: the row locks (test-only switch) and the backstop index."""
-    settings = get_settings()
+async def locks_disabled(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Bypass both defences: the row locks (the inventory's seam: chosen seats read
+    without FOR UPDATE) and the backstop index."""
     async with db.engine.begin() as conn:
         await conn.execute(text("DROP INDEX uq_booking_seats_active_seat"))
-    settings.booking_locks_enabled = False
+    unlocked = inventory.seats_for_hold(inventory.CHOSEN, lock=False)
+    monkeypatch.setattr(inventory, "CHOSEN_SEATS", unlocked)
     try:
         yield
     finally:
-        settings.booking_locks_enabled = True
         async with db.engine.begin() as conn:
             await conn.execute(text("TRUNCATE booking_seats, bookings CASCADE"))
             await conn.execute(
@@ -275,5 +275,10 @@ class TestIdempotency:
         url = f"/bookings/{held.json()['id']}/confirm"
         declined = await client.post(url, json={"payment_token": "fail"}, headers=headers)
         assert declined.status_code == 402
+        # Change what a re-run would find: a stored 402 would be replayed as 402, a
+        # re-executed request meets the cancelled booking (409).
+        cancel = await client.post(f"/bookings/{held.json()['id']}/cancel", headers=buyer.headers)
+        assert cancel.status_code == 200
         retried = await client.post(url, json={"payment_token": "fail"}, headers=headers)
-        assert retried.status_code == 402  # re-executed, not replayed from a stored failure
+        assert retried.status_code == 409, retried.text  # re-executed, not replayed
+        assert retried.json()["code"] == "invalid_state"

@@ -11,8 +11,9 @@ from sqlalchemy import text
 from app.core.db import db
 from app.core.queue import RUN_JOB, celery_app
 from app.core.redis import redis
+from app.infra import cache, realtime
+from app.infra.cache import EventView
 from app.models import Role
-from app.services import cache, realtime
 from tests import factories
 from tests.conftest import TEST_REDIS_URL
 from tests.servers import WorkerProcess
@@ -200,7 +201,9 @@ class TestSweeper:
             seat_ids,
             10,
         )
-        assert await redis.client.exists(cache.event_keys(event_id)[1]) == 0  # invalidated
+        assert (
+            await redis.client.exists(cache.event_key(event_id, EventView.SEATS)) == 0
+        )  # invalidated
         seats = (await client.get(f"/events/{event_id}/seats")).json()["seats"]
         assert all(s["status"] == "available" for s in seats)
         assert (await client.get(f"/bookings/{held.json()['id']}", headers=buyer.headers)).json()[

@@ -2,7 +2,7 @@
 
 from fastapi import Request, Response
 
-from app.services.cache import Payload
+from app.infra.cache import Payload
 
 JSON = "application/json"
 LIVE_DATA = "no-cache"  # clients may keep a copy but must revalidate (cheap: 304)

@@ -13,11 +13,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.caching import LIVE_DATA, etag_matches
 from app.api.middleware import request_id
 from app.core.config import get_settings
+from app.infra import cache
+from app.infra.cache import EventView, Payload
 from app.schemas.common import MAX_DB_ID
-from app.services import cache
-from app.services.cache import Payload
 
-_VIEWS = {"": 0, "seats": 1, "status": 2}  # index into cache.event_keys()
+_VIEWS = {view.value: view for view in EventView}
 
 
 def cache_key(path: str) -> str | None:
@@ -29,7 +29,7 @@ def cache_key(path: str) -> str | None:
     event_id = int(parts[2])
     if view is None or not 1 <= event_id <= MAX_DB_ID:
         return None
-    return cache.event_keys(event_id)[view]
+    return cache.event_key(event_id, view)
 
 
 class CachedReadsMiddleware:

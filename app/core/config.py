@@ -50,10 +50,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
 
-    # Test-only switch for the negative-control concurrency test: when false the hold
-    # path reads seats without FOR UPDATE. Refused outside the test environment.
-    booking_locks_enabled: bool = True
-
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
         if self.app_env == "development" or self.app_env == "test":
@@ -64,8 +60,6 @@ class Settings(BaseSettings):
                 "outside development; generate one with: "
                 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
-        if not self.booking_locks_enabled:
-            raise ValueError("BOOKING_LOCKS_ENABLED=false is a test-only switch")
         return self
 
     @property

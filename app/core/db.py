@@ -117,6 +117,15 @@ async def unit_of_work() -> AsyncIterator[UnitOfWork]:
             await uow.rollback()
 
 
+@asynccontextmanager
+async def transaction() -> AsyncIterator[UnitOfWork]:
+    """A unit of work that commits when the block ends normally: the commit point of the
+    entry points outside HTTP (Celery tasks, the CLI, the demo seeder, test factories)."""
+    async with unit_of_work() as uow:
+        yield uow
+        await uow.commit()
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The PostgreSQL SQLSTATE behind a SQLAlchemy DBAPIError, if any."""
     orig: Any = getattr(exc, "orig", None)

@@ -4,10 +4,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, Select, and_, case, func, insert, or_, select, update
+from sqlalchemy import Row, Select, case, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Event, EventStatus, Seat, SeatStatus, WaitlistEntry, WaitlistStatus
+from app.crud.inventory import seat_is_free
+from app.models import Event, EventStatus, Seat, SeatStatus
 
 
 @dataclass(frozen=True)
@@ -18,36 +19,7 @@ class EventFilters:
     starts_to: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Counts:
-    total: int
-    available: int
-    held: int
-    booked: int
-    price_min: int | None
-    price_max: int | None
-
-
 SeatRow = Row[int, str, str, str, int, int, str]
-
-
-def seat_is_free() -> ColumnElement[bool]:
-    """A seat is free when available, or held by a hold that has already expired.
-
-    Except while the event has a waiting list: then a lapsed hold waits for the sweeper,
-    which offers the seat to the queue first (DESIGN: freed seats go to the waitlist).
-    """
-    queue = (
-        select(WaitlistEntry.id)
-        .where(
-            WaitlistEntry.event_id == Seat.event_id, WaitlistEntry.status == WaitlistStatus.WAITING
-        )
-        .exists()
-    )
-    return or_(
-        Seat.status == SeatStatus.AVAILABLE,
-        and_(Seat.status == SeatStatus.HELD, Seat.held_until < func.now(), ~queue),
-    )
 
 
 async def get(session: AsyncSession, event_id: int) -> Event | None:
@@ -110,21 +82,6 @@ async def list_managed(
     return await _page(session, stmt, limit, offset)
 
 
-async def counts(session: AsyncSession, event_id: int) -> Counts:
-    free = seat_is_free()
-    booked = Seat.status == SeatStatus.BOOKED
-    stmt = select(
-        func.count(),
-        func.count().filter(free),
-        func.count().filter(~free & ~booked),
-        func.count().filter(booked),
-        func.min(Seat.price_cents),
-        func.max(Seat.price_cents),
-    ).where(Seat.event_id == event_id)
-    row = (await session.execute(stmt)).one()
-    return Counts(*row)
-
-
 async def seat_map(session: AsyncSession, event_id: int) -> Sequence[SeatRow]:
     """Seat rows with the status a customer should see (an expired hold shows as available)."""
     shown_status = case((seat_is_free(), SeatStatus.AVAILABLE.value), else_=Seat.status)
@@ -147,11 +104,3 @@ async def seat_map(session: AsyncSession, event_id: int) -> Sequence[SeatRow]:
 async def insert_seats(session: AsyncSession, rows: list[dict[str, object]]) -> None:
     if rows:
         await session.execute(insert(Seat), rows)
-
-
-async def release_all_seats(session: AsyncSession, event_id: int) -> None:
-    await session.execute(
-        update(Seat)
-        .where(Seat.event_id == event_id)
-        .values(status=SeatStatus.AVAILABLE, booking_id=None, held_until=None)
-    )

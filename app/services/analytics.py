@@ -8,11 +8,11 @@ import orjson
 from app.core.db import UnitOfWork, unit_of_work
 from app.crud import analytics as crud
 from app.crud.analytics import Window
+from app.infra import cache
+from app.infra.cache import Payload
 from app.models import ReportPeriod, Role, User
 from app.schemas.analytics import AnalyticsSummary, DayFigures, EventFigures, ReportRead
 from app.schemas.common import Page
-from app.services import cache
-from app.services.cache import Payload
 
 SUMMARY_TTL_S = 30
 TOP_EVENTS = 5
@@ -78,15 +78,13 @@ def period_bounds(period: ReportPeriod, today: date) -> tuple[date, datetime, da
     return start, since, since + length
 
 
-async def store_report(period: ReportPeriod, today: date | None = None) -> date:
+async def store_report(uow: UnitOfWork, period: ReportPeriod, today: date | None = None) -> date:
     """Compute and store the report of the last complete period; returns its start."""
     start, since, until = period_bounds(period, today or datetime.now(UTC).date())
-    async with unit_of_work() as uow:
-        figures = await _figures(uow, Window(since=since, until=until), "all events")
-        data: dict[str, Any] = orjson.loads(figures.model_dump_json())
-        data["period"] = {"from": since.isoformat(), "to": until.isoformat()}
-        await crud.store_report(uow.session, period, start, data)
-        await uow.commit()
+    figures = await _figures(uow, Window(since=since, until=until), "all events")
+    data: dict[str, Any] = orjson.loads(figures.model_dump_json())
+    data["period"] = {"from": since.isoformat(), "to": until.isoformat()}
+    await crud.store_report(uow.session, period, start, data)
     return start
 
 

@@ -1,17 +1,16 @@
 """The booking protocol (DESIGN §4): hold, confirm, cancel, read.
 
-Every use case is one transaction. Seat rows are the lock: they are always locked in id
-order, with the connection's short `lock_timeout`, and a lock failure is a 409. The
-partial unique index on active claims (booking_seats) is the backstop.
+Each use case works in the caller's unit of work and never commits: the request (or
+task) scope commits once. Seats are locked through `app.crud.inventory`, whose docstring
+gives the lock order: chosen seats another buyer is locking right now are skipped
+(`SKIP LOCKED`) and reported taken at once; the booking row is locked before its seats.
+The partial unique index on active claims (booking_seats) is the backstop.
 """
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
-
-from app.core.config import get_settings
-from app.core.db import UNIQUE_VIOLATION, UnitOfWork, is_lock_failure, sqlstate
+from app.core.db import UnitOfWork
 from app.core.errors import (
     Conflict,
     HoldExpired,
@@ -19,19 +18,18 @@ from app.core.errors import (
     NotEnoughSeats,
     NotFound,
     PaymentDeclined,
-    SeatLimitExceeded,
     SeatsUnavailable,
 )
 from app.core.security import new_ticket_code, sign_ticket
 from app.crud import bookings as crud
-from app.crud import holds
+from app.crud import inventory
 from app.crud import waitlist as waitlist_crud
-from app.crud.bookings import LockedSeat
+from app.crud.inventory import LockedSeat
+from app.infra import outbox, ratelimit
 from app.models import (
     Booking,
     BookingSource,
     BookingStatus,
-    EventStatus,
     Role,
     SeatStatus,
     Ticket,
@@ -40,64 +38,38 @@ from app.models import (
 )
 from app.schemas.booking import BookedSeat, BookingCreate, BookingRead, ConfirmRequest, TicketRead
 from app.schemas.common import Page
-from app.services import changes, idempotency, jobs, notifications, ratelimit, waitlist
-from app.services.idempotency import Outcome
+from app.services import inventory as rules
+from app.services import notifications, waitlist
 
 DECLINING_TOKEN = "fail"
+SEATS_BUSY = "Those seats are being booked by someone else right now; try again."
+BOOKING_BUSY = "This booking is being changed by another request; try again."
 
 
 async def hold(
     uow: UnitOfWork, user: User, request: BookingCreate, key: str | None = None
-) -> Outcome:
+) -> BookingRead:
     """Hold the asked seats (by id, or any N) for `HOLD_MINUTES`: all or nothing."""
     await ratelimit.hit(ratelimit.holds_per_user(), str(user.id))
-    asked = request.model_dump(mode="json")
-
-    async def action() -> Outcome:
-        booking, seats = await _hold(uow, user, request, key)
-        return Outcome(201, _read(booking, seats, []).model_dump_json().encode())
-
-    try:
-        return await idempotency.run_once(
-            uow, user.id, key, idempotency.fingerprint("hold", asked), action
-        )
-    except DBAPIError as exc:
-        raise _as_conflict(exc) from exc
+    with rules.contention(SeatsUnavailable(SEATS_BUSY)):
+        seats = await _lock_seats(uow, user, request)
+        # Read the event only now, after the seat locks: an event cancelled meanwhile is seen.
+        state = await inventory.sale_state(uow.session, user.id, request.event_id)
+        state = rules.check_on_sale(request.event_id, state)
+        _check_seats(request, seats)
+        rules.check_user_cap(state.claimed_by_user, len(seats))
+        booking = rules.pending_booking(user.id, request.event_id, seats, BookingSource.DIRECT, key)
+        booking.id = await rules.hold_seats(uow, booking, seats)
+    return _read(booking, seats, [])
 
 
-async def _hold(
-    uow: UnitOfWork, user: User, request: BookingCreate, key: str | None
-) -> tuple[Booking, list[LockedSeat]]:
-    session, settings = uow.session, get_settings()
+async def _lock_seats(uow: UnitOfWork, user: User, request: BookingCreate) -> list[LockedSeat]:
     if request.seat_ids is not None:
-        seats = await holds.lock_chosen(
-            session,
-            user.id,
-            request.event_id,
-            request.seat_ids,
-            lock=settings.booking_locks_enabled,
-        )
-    else:
-        assert request.quantity is not None
-        seats = await holds.lock_any(
-            session, user.id, request.event_id, request.quantity, request.section
-        )
-    # Read the event only now, after the seat locks: an event cancelled meanwhile is seen.
-    state = await holds.sale_state(session, user.id, request.event_id)
-    _check_on_sale(request.event_id, state)
-    _check_seats(request, seats)
-    assert state is not None
-    _check_user_cap(state.claimed_by_user, len(seats))
-    lapsed = sorted({s.booking_id for s in seats if s.booking_id is not None})
-    await crud.expire_bookings(session, lapsed)
-    booking = crud.new_pending_booking(
-        user.id, request.event_id, seats, settings.hold_minutes, BookingSource.DIRECT, key
+        return await inventory.lock_chosen(uow.session, user.id, request.event_id, request.seat_ids)
+    assert request.quantity is not None
+    return await inventory.lock_any(
+        uow.session, user.id, request.event_id, request.quantity, request.section
     )
-    hold = await holds.insert_hold(session, booking, seats)
-    booking.id = hold.booking_id
-    counts = {"available": hold.available, "held": hold.held, "booked": hold.booked}
-    changes.seats_changed(uow, request.event_id, [s.id for s in seats], SeatStatus.HELD, counts)
-    return booking, seats
 
 
 def _check_seats(request: BookingCreate, seats: Sequence[LockedSeat]) -> None:
@@ -116,61 +88,20 @@ def _check_seats(request: BookingCreate, seats: Sequence[LockedSeat]) -> None:
         )
 
 
-def _check_on_sale(event_id: int, state: holds.SaleState | None) -> None:
-    if state is None or state.status == EventStatus.DRAFT:
-        raise NotFound(f"Event {event_id} does not exist.")
-    if state.status != EventStatus.PUBLISHED:
-        raise InvalidState(f"Event {event_id} is {state.status.value}; it is not on sale.")
-    if state.starts_at <= datetime.now(UTC):
-        raise InvalidState(f"Event {event_id} has already started; it is not on sale.")
-
-
-def _check_user_cap(already: int, adding: int) -> None:
-    cap = get_settings().max_seats_per_user_per_event
-    if already + adding > cap:
-        raise SeatLimitExceeded(
-            f"You may hold or buy at most {cap} seats for this event; you have {already}.",
-            limit=cap,
-            current=already,
-        )
-
-
-def _as_conflict(exc: DBAPIError) -> Exception:
-    """Lock timeouts and (should the locks ever be bypassed) backstop hits are 409s."""
-    if is_lock_failure(exc):
-        return SeatsUnavailable(
-            "Those seats are being booked by someone else right now; try again."
-        )
-    if isinstance(exc, IntegrityError) and sqlstate(exc) == UNIQUE_VIOLATION:
-        return SeatsUnavailable("Some of the requested seats were just taken.")
-    return exc
-
-
 async def confirm(
-    uow: UnitOfWork, user: User, booking_id: int, request: ConfirmRequest, key: str | None = None
-) -> Outcome:
+    uow: UnitOfWork, user: User, booking_id: int, request: ConfirmRequest
+) -> BookingRead:
     """Pay (simulated) for a pending hold: seats become booked and tickets are issued."""
-
-    async def action() -> Outcome:
+    with rules.contention(Conflict(BOOKING_BUSY)):
         booking = await _confirm(uow, user, booking_id, request)
-        return Outcome(200, (await read(uow, booking)).model_dump_json().encode())
-
-    asked = {"booking_id": booking_id, **request.model_dump(mode="json")}
-    try:
-        return await idempotency.run_once(
-            uow, user.id, key, idempotency.fingerprint("confirm", asked), action
-        )
-    except DBAPIError as exc:
-        if is_lock_failure(exc):
-            raise Conflict("This booking is being changed by another request; try again.") from exc
-        raise
+    return await read(uow, booking)
 
 
 async def _confirm(
     uow: UnitOfWork, user: User, booking_id: int, request: ConfirmRequest
 ) -> Booking:
     session = uow.session
-    booking = await crud.get_for_update(session, booking_id)
+    booking = await inventory.lock_booking(session, booking_id)
     if booking is None or booking.user_id != user.id:
         raise NotFound(f"Booking {booking_id} does not exist.")
     if booking.status == BookingStatus.CONFIRMED:
@@ -179,21 +110,18 @@ async def _confirm(
         raise InvalidState("This booking was cancelled; it cannot be confirmed.")
     if booking.status == BookingStatus.EXPIRED or _lapsed(booking):
         raise HoldExpired()
-    seats = await crud.lock_booking_seats(session, booking.id)
+    seats = await inventory.lock_booking_seats(session, booking.id)
     if not seats or any(s.booking_id != booking.id for s in seats):
         raise HoldExpired()
     if request.payment_token == DECLINING_TOKEN:
         raise PaymentDeclined()
-    await crud.set_seats(session, booking.id, SeatStatus.BOOKED)
+    await inventory.book_seats(session, booking.id)
     booking.status = BookingStatus.CONFIRMED
     booking.confirmed_at = datetime.now(UTC)
     await crud.add_tickets(session, [_ticket(booking, s) for s in seats])
-    await session.flush()
-    await changes.seats_changed_counted(
-        uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED
-    )
+    await rules.announce_counted(uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED)
     await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
-    await jobs.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
+    await outbox.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
     return booking
 
 
@@ -213,39 +141,31 @@ def _ticket(booking: Booking, seat: LockedSeat) -> Ticket:
 
 async def cancel(uow: UnitOfWork, user: User, booking_id: int) -> BookingRead:
     """Cancel a pending or confirmed booking (owner or admin); its seats become free."""
+    with rules.contention(Conflict(BOOKING_BUSY)):
+        booking = await _cancel(uow, user, booking_id)
+    return await read(uow, booking)
+
+
+async def _cancel(uow: UnitOfWork, user: User, booking_id: int) -> Booking:
     session = uow.session
-    booking = await crud.get_for_update(session, booking_id)
+    booking = await inventory.lock_booking(session, booking_id)
     if booking is None or not _may_see(user, booking):
         raise NotFound(f"Booking {booking_id} does not exist.")
     if booking.status == BookingStatus.EXPIRED or (
         booking.status == BookingStatus.PENDING and _lapsed(booking)
     ):
         raise InvalidState("This hold has already expired; there is nothing to cancel.")
-    if booking.status != BookingStatus.CANCELLED:
-        was_confirmed = booking.status == BookingStatus.CONFIRMED
-        seats = await crud.lock_booking_seats(session, booking.id)
-        await crud.cancel_bookings(session, [booking.id])
-        await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.LEFT)
-        await release_seats(uow, booking.event_id, [s for s in seats if s.booking_id == booking.id])
-        await session.refresh(booking)
-        if was_confirmed or booking.user_id != user.id:
-            await jobs.enqueue(uow, notifications.BOOKING_CANCELLED, booking_id=booking.id)
-    result = await read(uow, booking)
-    await uow.commit()
-    return result
-
-
-async def release_seats(uow: UnitOfWork, event_id: int, seats: Sequence[LockedSeat]) -> None:
-    """Seats (locked) whose booking ended: waiting entries first, the public after."""
-    if not seats:
-        return
-    offered = await waitlist.offer_freed(uow, event_id, seats)
-    public = [s.id for s in seats if s.id not in set(offered)]
-    await crud.free_seats(uow.session, public)
-    if public:
-        await changes.seats_changed_counted(uow, event_id, public, SeatStatus.AVAILABLE)
-    if offered:
-        await changes.seats_changed_counted(uow, event_id, offered, SeatStatus.HELD)
+    if booking.status == BookingStatus.CANCELLED:
+        return booking
+    was_confirmed = booking.status == BookingStatus.CONFIRMED
+    seats = await inventory.lock_booking_seats(session, booking.id)
+    await inventory.cancel_bookings(session, [booking.id])
+    await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.LEFT)
+    await waitlist.pass_on(uow, booking.event_id, [s for s in seats if s.booking_id == booking.id])
+    await session.refresh(booking)
+    if was_confirmed or booking.user_id != user.id:
+        await outbox.enqueue(uow, notifications.BOOKING_CANCELLED, booking_id=booking.id)
+    return booking
 
 
 def _may_see(user: User, booking: Booking) -> bool:

@@ -71,7 +71,6 @@ async def check_in(uow: UnitOfWork, staff: User, request: CheckinRequest) -> Che
             else "Already checked in.",
             checked_in_at=first.isoformat() if first else None,
         )
-    await uow.commit()
     return CheckinRead(
         ticket_id=ticket.id,
         code=ticket.code,

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from app.core.db import unit_of_work
+from app.core.db import UnitOfWork
 from app.models import Event, Role, User
 from app.schemas.event import (
     GeneralAdmissionEventCreate,
@@ -51,27 +51,25 @@ def _demo_events(starts_at: datetime) -> list[SeatedEventCreate | GeneralAdmissi
     return [concert, festival]
 
 
-async def seed() -> list[str]:
-    """Create what is missing; running it twice changes nothing. Returns what it did."""
+async def seed(uow: UnitOfWork) -> list[str]:
+    """Create what is missing, in the caller's transaction; running it twice changes
+    nothing. Returns what it did."""
     done: list[str] = []
     accounts: dict[Role, User] = {}
     for email, name, role in DEMO_ACCOUNTS:
-        async with unit_of_work() as uow:
-            user, created = await users.ensure_user(uow, email, DEMO_PASSWORD, role, name)
-            accounts[role] = user
-            done.append(f"{'created' if created else 'kept'} {role.value} {email}")
+        user, created = await users.ensure_user(uow, email, DEMO_PASSWORD, role, name)
+        accounts[role] = user
+        done.append(f"{'created' if created else 'kept'} {role.value} {email}")
     organizer = accounts[Role.ORGANIZER]
     starts_at = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     for spec in _demo_events(starts_at):
-        async with unit_of_work() as uow:
-            found = await uow.session.scalar(
-                select(Event.id).where(Event.name == spec.name, Event.organizer_id == organizer.id)
-            )
-            if found is not None:
-                done.append(f"kept event {found}: {spec.name}")
-                continue
-            event = await events.create(uow, organizer, spec)
-        async with unit_of_work() as uow:
-            await events.publish(uow, organizer, event.id)
+        found = await uow.session.scalar(
+            select(Event.id).where(Event.name == spec.name, Event.organizer_id == organizer.id)
+        )
+        if found is not None:
+            done.append(f"kept event {found}: {spec.name}")
+            continue
+        event = await events.create(uow, organizer, spec)
+        await events.publish(uow, organizer, event.id)
         done.append(f"created event {event.id}: {spec.name} ({event.total_capacity} seats)")
     return done

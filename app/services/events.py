@@ -1,13 +1,19 @@
 """Events and their seat maps: create, update, publish, cancel, list, read."""
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+
+from pydantic import BaseModel
 
 from app.core.db import UnitOfWork, unit_of_work
 from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from app.crud import bookings as bookings_crud
 from app.crud import events as crud
+from app.crud import inventory
 from app.crud import waitlist as waitlist_crud
 from app.crud.events import EventFilters
+from app.infra import cache, changes, outbox
+from app.infra.cache import EventView, Payload
 from app.models import Event, EventStatus, Role, User
 from app.schemas.common import Page
 from app.schemas.event import (
@@ -23,8 +29,7 @@ from app.schemas.event import (
     SeatMap,
     SeatRead,
 )
-from app.services import cache, changes, jobs, notifications
-from app.services.cache import Payload
+from app.services import notifications
 
 GA_SECTION = "GA"
 NOTIFIED_FIELDS = frozenset({"starts_at", "venue"})
@@ -98,9 +103,7 @@ async def create(uow: UnitOfWork, organizer: User, spec: EventCreate) -> EventRe
     )
     await crud.insert_seats(uow.session, rows)
     await uow.session.refresh(event)
-    result = EventRead.model_validate(event)
-    await uow.commit()
-    return result
+    return EventRead.model_validate(event)
 
 
 def _require_future(starts_at: datetime) -> None:
@@ -138,11 +141,9 @@ async def update(uow: UnitOfWork, user: User, event_id: int, patch: EventUpdate)
     await uow.session.flush()
     changes.event_changed(uow, event.id)
     if noticed:
-        await jobs.enqueue(uow, notifications.EVENT_UPDATED, event_id=event.id, changes=noticed)
+        await outbox.enqueue(uow, notifications.EVENT_UPDATED, event_id=event.id, changes=noticed)
     await uow.session.refresh(event)
-    result = EventRead.model_validate(event)
-    await uow.commit()
-    return result
+    return EventRead.model_validate(event)
 
 
 async def publish(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
@@ -156,9 +157,7 @@ async def publish(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
         await uow.session.flush()
         changes.event_changed(uow, event.id, EventStatus.PUBLISHED)
         await uow.session.refresh(event)
-    result = EventRead.model_validate(event)
-    await uow.commit()
-    return result
+    return EventRead.model_validate(event)
 
 
 async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
@@ -169,21 +168,19 @@ async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
         await uow.session.flush()
         # Locking every seat waits out holds in flight; a hold that locks after this
         # commits re-reads the event and sees it cancelled.
-        await bookings_crud.lock_all_seats(uow.session, event.id)
+        await inventory.lock_all_seats(uow.session, event.id)
         active = await bookings_crud.active_booking_ids_for_event(uow.session, event.id)
         holders = await bookings_crud.users_of(uow.session, active)
-        await bookings_crud.cancel_bookings(uow.session, active)
-        await crud.release_all_seats(uow.session, event.id)
+        await inventory.cancel_bookings(uow.session, active)
+        await inventory.free_all_seats(uow.session, event.id)
         await waitlist_crud.close_all(uow.session, event.id)
         if holders:
-            await jobs.enqueue(
+            await outbox.enqueue(
                 uow, notifications.EVENT_CANCELLED, event_id=event.id, user_ids=holders
             )
         await uow.session.refresh(event)
         changes.event_changed(uow, event.id, EventStatus.CANCELLED)
-    result = EventRead.model_validate(event)
-    await uow.commit()
-    return result
+    return EventRead.model_validate(event)
 
 
 async def list_public(
@@ -213,7 +210,7 @@ async def _visible(uow: UnitOfWork, event_id: int) -> Event:
 
 
 async def _detail(uow: UnitOfWork, event: Event) -> EventDetail:
-    counts = await crud.counts(uow.session, event.id)
+    counts = await inventory.counts(uow.session, event.id)
     return EventDetail(
         **EventRead.model_validate(event).model_dump(),
         availability=Availability(
@@ -250,7 +247,7 @@ async def seat_map(uow: UnitOfWork, event_id: int) -> SeatMap:
 async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
     """Availability counts of a public event."""
     await _visible(uow, event_id)
-    c = await crud.counts(uow.session, event_id)
+    c = await inventory.counts(uow.session, event_id)
     return EventStatusRead(
         event_id=event_id, total=c.total, available=c.available, held=c.held, booked=c.booked
     )
@@ -258,38 +255,39 @@ async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
 
 # Cached public reads: the encoded bytes, straight from Redis on a hit (DESIGN §5).
 
+Read = Callable[[UnitOfWork], Awaitable[BaseModel]]
+
+
+async def _cached_read(key: str, version_key: str, ttl: int, read: Read) -> Payload:
+    async def produce() -> bytes:
+        async with unit_of_work() as uow:
+            return (await read(uow)).model_dump_json().encode()
+
+    return await cache.cached(key, version_key, ttl, produce)
+
 
 async def list_public_payload(filters: EventFilters, limit: int, offset: int) -> Payload:
-    async def produce() -> bytes:
-        async with unit_of_work() as uow:
-            return (await list_public(uow, filters, limit, offset)).model_dump_json().encode()
-
     key = cache.list_key(f"{filters}|{limit}|{offset}")
-    return await cache.cached(key, cache.LIST_VERSION_KEY, cache.LIST_TTL_S, produce)
+
+    async def read(uow: UnitOfWork) -> BaseModel:
+        return await list_public(uow, filters, limit, offset)
+
+    return await _cached_read(key, cache.LIST_VERSION_KEY, cache.LIST_TTL_S, read)
 
 
-async def detail_payload(event_id: int) -> Payload:
-    async def produce() -> bytes:
-        async with unit_of_work() as uow:
-            return (await detail(uow, event_id)).model_dump_json().encode()
-
-    key = cache.event_keys(event_id)[0]
-    return await cache.cached(key, cache.event_version_key(event_id), cache.DETAIL_TTL_S, produce)
+_READS: dict[EventView, tuple[Callable[[UnitOfWork, int], Awaitable[BaseModel]], int]] = {
+    EventView.DETAIL: (detail, cache.DETAIL_TTL_S),
+    EventView.SEATS: (seat_map, cache.SEATS_TTL_S),
+    EventView.STATUS: (status, cache.SEATS_TTL_S),
+}
 
 
-async def seat_map_payload(event_id: int) -> Payload:
-    async def produce() -> bytes:
-        async with unit_of_work() as uow:
-            return (await seat_map(uow, event_id)).model_dump_json().encode()
+async def event_payload(event_id: int, view: EventView) -> Payload:
+    """A public event's detail, seat map or status, as the bytes sent (NotFound if not public)."""
+    fn, ttl = _READS[view]
 
-    key = cache.event_keys(event_id)[1]
-    return await cache.cached(key, cache.event_version_key(event_id), cache.SEATS_TTL_S, produce)
+    async def read(uow: UnitOfWork) -> BaseModel:
+        return await fn(uow, event_id)
 
-
-async def status_payload(event_id: int) -> Payload:
-    async def produce() -> bytes:
-        async with unit_of_work() as uow:
-            return (await status(uow, event_id)).model_dump_json().encode()
-
-    key = cache.event_keys(event_id)[2]
-    return await cache.cached(key, cache.event_version_key(event_id), cache.SEATS_TTL_S, produce)
+    key = cache.event_key(event_id, view)
+    return await _cached_read(key, cache.event_version_key(event_id), ttl, read)

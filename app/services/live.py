@@ -3,7 +3,8 @@
 import orjson
 
 from app.core.db import unit_of_work
-from app.services import events, realtime
+from app.infra import realtime
+from app.services import events
 
 
 async def snapshot(event_id: int) -> bytes:

@@ -1,6 +1,6 @@
 """Simulated e-mail: each message is a `notifications` row and a structured log line.
 
-Every function here is a job handler (see `app.services.jobs`), run by the worker after
+Every `HANDLERS` function is a job handler (see `app.infra.outbox`), run by the worker after
 the change that caused it committed. A message's `dedupe_key` makes a second delivery a
 no-op even outside the job's own exactly-once guard.
 """
@@ -15,10 +15,10 @@ from sqlalchemy import select
 from app.core.config import get_settings
 from app.core.db import UnitOfWork
 from app.crud import notifications as crud
+from app.infra.outbox import Handler
 from app.models import Booking, BookingStatus, Event, Seat, Ticket, User
 from app.schemas.common import Page
 from app.schemas.notification import NotificationRead
-from app.services.jobs import handler
 
 log = structlog.get_logger("evently.mail")
 
@@ -62,7 +62,6 @@ async def _tickets(uow: UnitOfWork, booking_id: int) -> Sequence[tuple[str, str]
     return [(code, label) for code, label in await uow.session.execute(stmt)]
 
 
-@handler(BOOKING_CONFIRMED)
 async def booking_confirmed(uow: UnitOfWork, job_id: int, payload: dict[str, Any]) -> None:
     del job_id
     booking, event = await _booking_and_event(uow, payload["booking_id"])
@@ -81,7 +80,6 @@ async def booking_confirmed(uow: UnitOfWork, job_id: int, payload: dict[str, Any
     )
 
 
-@handler(BOOKING_CANCELLED)
 async def booking_cancelled(uow: UnitOfWork, job_id: int, payload: dict[str, Any]) -> None:
     del job_id
     booking, event = await _booking_and_event(uow, payload["booking_id"])
@@ -106,7 +104,6 @@ async def _ticket_holders(uow: UnitOfWork, event_id: int) -> list[int]:
     return list(await uow.session.scalars(stmt))
 
 
-@handler(EVENT_UPDATED)
 async def event_updated(uow: UnitOfWork, job_id: int, payload: dict[str, Any]) -> None:
     """Time or venue changed: every holder of a confirmed booking hears about it."""
     event = await uow.session.get(Event, payload["event_id"])
@@ -124,7 +121,6 @@ async def event_updated(uow: UnitOfWork, job_id: int, payload: dict[str, Any]) -
         )
 
 
-@handler(EVENT_CANCELLED)
 async def event_cancelled(uow: UnitOfWork, job_id: int, payload: dict[str, Any]) -> None:
     event = await uow.session.get(Event, payload["event_id"])
     if event is None:
@@ -140,7 +136,6 @@ async def event_cancelled(uow: UnitOfWork, job_id: int, payload: dict[str, Any])
         )
 
 
-@handler(WAITLIST_OFFER)
 async def waitlist_offer(uow: UnitOfWork, job_id: int, payload: dict[str, Any]) -> None:
     del job_id
     booking, event = await _booking_and_event(uow, payload["booking_id"])
@@ -164,3 +159,12 @@ async def list_mine(uow: UnitOfWork, user: User, limit: int, offset: int) -> Pag
     rows, total = await crud.list_for_user(uow.session, user.id, limit, offset)
     items = [NotificationRead.model_validate(n) for n in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+HANDLERS: dict[str, Handler] = {
+    BOOKING_CONFIRMED: booking_confirmed,
+    BOOKING_CANCELLED: booking_cancelled,
+    EVENT_UPDATED: event_updated,
+    EVENT_CANCELLED: event_cancelled,
+    WAITLIST_OFFER: waitlist_offer,
+}

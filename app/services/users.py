@@ -1,17 +1,17 @@
 """Accounts: registration, login, roles."""
 
-import time
 from functools import lru_cache
 
 from sqlalchemy.exc import IntegrityError
 
+from app.core import memo
 from app.core.db import UnitOfWork
 from app.core.errors import Conflict, InvalidState, NotAuthenticated, NotFound
 from app.core.security import hash_password, verify_password
 from app.crud import users as crud
+from app.infra import ratelimit
 from app.models import Role, User
 from app.schemas.user import UserCreate, UserRead
-from app.services import ratelimit
 
 
 @lru_cache(maxsize=1)
@@ -41,9 +41,7 @@ async def register(uow: UnitOfWork, data: UserCreate, client_ip: str = "") -> Us
     except IntegrityError as exc:  # the same e-mail registered at the same moment
         raise Conflict("An account with this e-mail already exists.") from exc
     await uow.session.refresh(user)
-    result = UserRead.model_validate(user)
-    await uow.commit()
-    return result
+    return UserRead.model_validate(user)
 
 
 async def login(uow: UnitOfWork, email: str, password: str, client_ip: str) -> User:
@@ -69,33 +67,30 @@ async def authenticate(uow: UnitOfWork, email: str, password: str) -> User:
     return user
 
 
-# Each process remembers the accounts it authenticated for a few seconds: loading the
-# user was the largest single cost of a hold. A role change or a disabled account is
-# seen by every process within USER_CACHE_S (at once by the process that made it).
-USER_CACHE_S = 5.0
-_recent: dict[int, tuple[User, float]] = {}
-
-
 async def active_user(uow: UnitOfWork, user_id: int) -> User:
-    """The user a valid token names, if the account still exists and is active."""
-    cached = _recent.get(user_id)
-    if cached is not None and cached[1] > time.monotonic():
-        return cached[0]
+    """The user a valid token names, if the account still exists and is active.
+
+    Remembered per process for `memo.ACCOUNT_TTL_S` (loading the user was the largest
+    single cost of a hold): a role change or a disabled account is seen by every process
+    within that time, and at once by the process that made it.
+    """
+    cached: User | None = memo.accounts.get(user_id)
+    if cached is not None:
+        return cached
     user = await crud.get(uow.session, user_id)
     if user is None or not user.is_active:
-        _recent.pop(user_id, None)
+        memo.accounts.pop(user_id, None)
         raise NotAuthenticated("The account behind this token no longer exists or is disabled.")
     uow.session.expunge(user)  # shared, read-only, across requests of this process
-    _recent[user_id] = (user, time.monotonic() + USER_CACHE_S)
+    memo.accounts[user_id] = user
     return user
 
 
-def forget_user(user_id: int | None = None) -> None:
-    """Drop one remembered account (all of them with no id)."""
-    if user_id is None:
-        _recent.clear()
-    else:
-        _recent.pop(user_id, None)
+def _forget_after_commit(uow: UnitOfWork, user_id: int) -> None:
+    async def forget() -> None:
+        memo.accounts.pop(user_id, None)
+
+    uow.after_commit(forget)
 
 
 async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> UserRead:
@@ -107,10 +102,8 @@ async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> Us
         raise InvalidState("You cannot remove your own admin role; ask another admin.")
     user.role = role
     await uow.session.flush()
-    result = UserRead.model_validate(user)
-    await uow.commit()
-    forget_user(user.id)
-    return result
+    _forget_after_commit(uow, user.id)
+    return UserRead.model_validate(user)
 
 
 async def ensure_user(
@@ -132,6 +125,5 @@ async def ensure_user(
     else:
         user.role = role
     await uow.session.flush()
-    await uow.commit()
-    forget_user(user.id)
+    _forget_after_commit(uow, user.id)
     return user, created

@@ -12,33 +12,40 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from app.core.config import get_settings
 from app.core.db import UnitOfWork
-from app.core.errors import Conflict, InvalidInput, InvalidState, NotFound
-from app.crud import bookings as bookings_crud
+from app.core.errors import Conflict, InvalidState, NotFound
 from app.crud import events as events_crud
+from app.crud import inventory
 from app.crud import waitlist as crud
-from app.crud.bookings import LockedSeat
-from app.models import (
-    BookingSource,
-    EventStatus,
-    User,
-    WaitlistEntry,
-    WaitlistStatus,
-)
+from app.crud.inventory import LockedSeat
+from app.infra import outbox
+from app.models import BookingSource, EventStatus, SeatStatus, User, WaitlistEntry, WaitlistStatus
 from app.schemas.waitlist import WaitlistEntryRead, WaitlistJoin
-from app.services import jobs
+from app.services import inventory as rules
 from app.services.notifications import WAITLIST_OFFER
 
 
-async def offer_freed(uow: UnitOfWork, event_id: int, freed: Sequence[LockedSeat]) -> list[int]:
+async def pass_on(uow: UnitOfWork, event_id: int, seats: Sequence[LockedSeat]) -> None:
+    """Seats (locked) whose booking ended: waiting entries first, the public after."""
+    if not seats:
+        return
+    offered = await _offer_freed(uow, event_id, seats)
+    public = [s.id for s in seats if s.id not in set(offered)]
+    await inventory.free_seats(uow.session, public)
+    if public:
+        await rules.announce_counted(uow, event_id, public, SeatStatus.AVAILABLE)
+    if offered:
+        await rules.announce_counted(uow, event_id, offered, SeatStatus.HELD)
+
+
+async def _offer_freed(uow: UnitOfWork, event_id: int, freed: Sequence[LockedSeat]) -> list[int]:
     """Give freed seats (locked by the caller) to waiting entries; returns the seat ids given."""
     entries = await crud.waiting_for_update(uow.session, event_id)
     if not entries or not await _on_sale(uow, event_id):
         return []
     wanted = sum(e.quantity for e in entries)
     freed_ids = {s.id for s in freed}
-    others = await bookings_crud.lock_available_seats(uow.session, event_id, wanted)
+    others = await inventory.lock_available_seats(uow.session, event_id, wanted)
     pool = [*freed, *(s for s in others if s.id not in freed_ids)]
     given: list[int] = []
     for entry in entries:
@@ -60,43 +67,32 @@ async def _on_sale(uow: UnitOfWork, event_id: int) -> bool:
 
 
 async def _offer(uow: UnitOfWork, entry: WaitlistEntry, seats: Sequence[LockedSeat]) -> None:
-    minutes = get_settings().waitlist_offer_minutes
-    booking = await bookings_crud.add_pending_booking(
-        uow.session, entry.user_id, entry.event_id, seats, minutes, BookingSource.WAITLIST
-    )
+    booking = rules.pending_booking(entry.user_id, entry.event_id, seats, BookingSource.WAITLIST)
+    booking_id, _ = await inventory.insert_booking(uow.session, booking, seats)
     entry.status = WaitlistStatus.OFFERED
-    entry.offered_booking_id = booking.id
-    await jobs.enqueue(uow, WAITLIST_OFFER, booking_id=booking.id)
+    entry.offered_booking_id = booking_id
+    await outbox.enqueue(uow, WAITLIST_OFFER, booking_id=booking_id)
 
 
 async def join(uow: UnitOfWork, user: User, request: WaitlistJoin) -> WaitlistEntryRead:
     """Queue for seats of a sold-out event; refused while enough seats are free."""
-    event = await events_crud.get(uow.session, request.event_id)
-    if event is None or event.status == EventStatus.DRAFT:
-        raise NotFound(f"Event {request.event_id} does not exist.")
-    if event.status != EventStatus.PUBLISHED or event.starts_at <= datetime.now(UTC):
-        raise InvalidState("This event is not on sale; there is nothing to wait for.")
-    cap = get_settings().max_seats_per_user_per_event
-    held = await bookings_crud.seats_claimed_by_user(uow.session, user.id, event.id)
-    if held + request.quantity > cap:
-        raise InvalidInput(
-            f"You may hold or buy at most {cap} seats for this event; you have {held}."
-        )
-    if await crud.active_for(uow.session, user.id, event.id) is not None:
+    state = await inventory.sale_state(uow.session, user.id, request.event_id)
+    state = rules.check_on_sale(request.event_id, state)
+    rules.check_user_cap(state.claimed_by_user, request.quantity)
+    event_id = request.event_id
+    if await crud.active_for(uow.session, user.id, event_id) is not None:
         raise Conflict("You are already on the waitlist for this event.")
-    free = (await events_crud.counts(uow.session, event.id)).available
+    free = (await inventory.counts(uow.session, event_id)).available
     if free >= request.quantity:
         raise Conflict(f"{free} seats are free right now: book them instead.", available=free)
-    entry = WaitlistEntry(user_id=user.id, event_id=event.id, quantity=request.quantity)
+    entry = WaitlistEntry(user_id=user.id, event_id=event_id, quantity=request.quantity)
     uow.session.add(entry)
     try:
         await uow.session.flush()
     except IntegrityError as exc:  # the same user joining twice at the same moment
         raise Conflict("You are already on the waitlist for this event.") from exc
     await uow.session.refresh(entry)
-    result = await _read(uow, entry)
-    await uow.commit()
-    return result
+    return await _read(uow, entry)
 
 
 async def _position(uow: UnitOfWork, entry: WaitlistEntry) -> int | None:
@@ -134,6 +130,4 @@ async def leave(uow: UnitOfWork, user: User, entry_id: int) -> WaitlistEntryRead
     if entry.status == WaitlistStatus.WAITING:
         entry.status = WaitlistStatus.LEFT
         await uow.session.flush()
-    result = await _read(uow, entry)
-    await uow.commit()
-    return result
+    return await _read(uow, entry)

@@ -7,9 +7,11 @@ from celery.signals import task_prerun, worker_process_init
 from app.core.config import get_settings
 from app.core.logging import configure_logging
 from app.core.queue import celery_app
-from app.worker import tasks  # noqa: F401  (registers the tasks)
+from app.wiring import wire
+from app.worker import tasks
 
 app = celery_app
+TASKS = tasks  # the module that defines the tasks, imported so Celery knows them
 
 celery_app.conf.beat_schedule = {
     "expire-holds": {"task": "evently.expire_holds", "schedule": 30.0},
@@ -27,6 +29,7 @@ celery_app.conf.beat_schedule = {
 }
 
 configure_logging(get_settings())
+wire()
 
 
 @worker_process_init.connect

@@ -26,7 +26,9 @@ MANAGE = responses(401, 403, 404, 409, 422)
 )
 async def create_event(uow: UoW, user: OrganizerUser, body: EventCreate) -> EventRead:
     """Create a draft event with a seat layout (sections of rows x seats) or a GA capacity."""
-    return await events_service.create(uow, user, body)
+    result = await events_service.create(uow, user, body)
+    await uow.commit()
+    return result
 
 
 @router.get("/events", response_model=Page[EventRead], responses=responses(401, 403, 422))
@@ -45,23 +47,31 @@ async def managed_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventDet
 @router.put("/events/{event_id}", response_model=EventRead, responses=MANAGE)
 async def update_event(uow: UoW, user: OrganizerUser, event_id: Id, body: EventUpdate) -> EventRead:
     """Change name, description, venue, category or start time."""
-    return await events_service.update(uow, user, event_id, body)
+    result = await events_service.update(uow, user, event_id, body)
+    await uow.commit()
+    return result
 
 
 @router.post("/events/{event_id}/publish", response_model=EventRead, responses=MANAGE)
 async def publish_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventRead:
-    return await events_service.publish(uow, user, event_id)
+    result = await events_service.publish(uow, user, event_id)
+    await uow.commit()
+    return result
 
 
 @router.delete("/events/{event_id}", response_model=EventRead, responses=MANAGE)
 async def cancel_event(uow: UoW, user: OrganizerUser, event_id: Id) -> EventRead:
     """Cancel the event and all its bookings (nothing is deleted)."""
-    return await events_service.cancel(uow, user, event_id)
+    result = await events_service.cancel(uow, user, event_id)
+    await uow.commit()
+    return result
 
 
 @router.post("/users/{user_id}/role", response_model=UserRead, responses=MANAGE)
 async def set_role(uow: UoW, admin: AdminUser, user_id: Id, body: RoleUpdate) -> UserRead:
-    return await users_service.set_role(uow, admin, user_id, body.role)
+    result = await users_service.set_role(uow, admin, user_id, body.role)
+    await uow.commit()
+    return result
 
 
 @router.post(
@@ -69,7 +79,9 @@ async def set_role(uow: UoW, admin: AdminUser, user_id: Id, body: RoleUpdate) ->
 )
 async def check_in(uow: UoW, user: OrganizerUser, body: CheckinRequest) -> CheckinRead:
     """Admit a ticket by `code` or `qr_code_data` (signature checked); once only."""
-    return await checkin_service.check_in(uow, user, body)
+    result = await checkin_service.check_in(uow, user, body)
+    await uow.commit()
+    return result
 
 
 @router.get("/analytics/summary", response_model=AnalyticsSummary, responses=responses(401, 403))

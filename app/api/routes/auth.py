@@ -18,7 +18,9 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 )
 async def register(uow: UoW, body: UserCreate, request: Request) -> UserRead:
     """Create a customer account (any `role` in the body is ignored)."""
-    return await service.register(uow, body, client_ip(request))
+    result = await service.register(uow, body, client_ip(request))
+    await uow.commit()
+    return result
 
 
 @router.post("/login", response_model=Token, responses=responses(401, 422, 429))

@@ -1,8 +1,12 @@
+"""Bookings: hold, confirm, cancel, read. Each write commits once, here (or in
+`respond_once`, which stores the idempotent response in the same transaction)."""
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.api.deps import CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
 from app.api.errors import responses
+from app.api.idempotency import respond_once
 from app.schemas.booking import BookingCreate, BookingRead, ConfirmRequest
 from app.schemas.common import Page
 from app.services import booking as service
@@ -20,8 +24,12 @@ async def hold_seats(
 
     All or nothing; the hold lasts `HOLD_MINUTES`. 409 names the seats that were not free.
     """
-    outcome = await service.hold(uow, user, body, idempotency_key)
-    return Response(outcome.body, status_code=outcome.status_code, media_type="application/json")
+
+    async def hold() -> BookingRead:
+        return await service.hold(uow, user, body, idempotency_key)
+
+    asked = ("hold", body.model_dump(mode="json"))
+    return await respond_once(uow, user.id, idempotency_key, asked, hold, status_code=201)
 
 
 @router.get("/my-bookings", response_model=Page[BookingRead], responses=responses(401, 422))
@@ -50,10 +58,13 @@ async def confirm_booking(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Pay for a hold (simulated: `payment_token: "fail"` is declined) and get tickets."""
-    outcome = await service.confirm(
-        uow, user, booking_id, body or ConfirmRequest(), idempotency_key
-    )
-    return Response(outcome.body, status_code=outcome.status_code, media_type="application/json")
+    request = body or ConfirmRequest()
+
+    async def confirm() -> BookingRead:
+        return await service.confirm(uow, user, booking_id, request)
+
+    asked = ("confirm", {"booking_id": booking_id, **request.model_dump(mode="json")})
+    return await respond_once(uow, user.id, idempotency_key, asked, confirm)
 
 
 @router.post(
@@ -61,4 +72,6 @@ async def confirm_booking(
 )
 async def cancel_booking(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRead:
     """Cancel a pending or confirmed booking (owner or admin); its seats are freed."""
-    return await service.cancel(uow, user, booking_id)
+    result = await service.cancel(uow, user, booking_id)
+    await uow.commit()
+    return result

@@ -7,6 +7,7 @@ from app.api.caching import LISTING, respond
 from app.api.deps import Id, Limit, Offset
 from app.api.errors import responses
 from app.crud.events import EventFilters
+from app.infra.cache import EventView
 from app.schemas.common import Page
 from app.schemas.event import EventDetail, EventRead, EventStatusRead, SeatMap
 from app.services import events as service
@@ -34,16 +35,16 @@ async def list_events(
 @router.get("/{event_id}", response_model=EventDetail, responses=responses(404, 422))
 async def get_event(request: Request, event_id: Id) -> Response:
     """One public event with availability counts. Cached, revalidate with `If-None-Match`."""
-    return respond(request, await service.detail_payload(event_id))
+    return respond(request, await service.event_payload(event_id, EventView.DETAIL))
 
 
 @router.get("/{event_id}/seats", response_model=SeatMap, responses=responses(404, 422))
 async def seat_map(request: Request, event_id: Id) -> Response:
     """Every seat with its price and status (an expired hold shows as available). Cached."""
-    return respond(request, await service.seat_map_payload(event_id))
+    return respond(request, await service.event_payload(event_id, EventView.SEATS))
 
 
 @router.get("/{event_id}/status", response_model=EventStatusRead, responses=responses(404, 422))
 async def event_status(request: Request, event_id: Id) -> Response:
     """`{total, available, held, booked}`. Cached."""
-    return respond(request, await service.status_payload(event_id))
+    return respond(request, await service.event_payload(event_id, EventView.STATUS))

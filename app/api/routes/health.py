@@ -3,7 +3,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.services import health
+from app.infra import health
 
 router = APIRouter(tags=["health"])
 

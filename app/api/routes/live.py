@@ -8,8 +8,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.core.errors import NotFound
 from app.core.redis import REDIS_ERRORS
+from app.infra.realtime import hub
 from app.services import live as service
-from app.services.realtime import hub
 
 router = APIRouter(tags=["live"])
 
@@ -50,20 +50,19 @@ async def live(websocket: WebSocket, event_id: int) -> None:
 async def _stream(
     websocket: WebSocket, event_id: int, queue: "asyncio.Queue[bytes | None]", snapshot: bytes
 ) -> None:
-    seen = await _send_snapshot(websocket, event_id, snapshot)
+    seen = await _send_snapshot(websocket, snapshot)
     while True:
         data = await queue.get()
         if data == _DISCONNECTED:
             return
         if data is None:  # fell behind, lost Redis, or asked for it
-            seen = await _send_snapshot(websocket, event_id, await service.snapshot(event_id))
+            seen = await _send_snapshot(websocket, await service.snapshot(event_id))
             continue
         if int(orjson.loads(data).get("seq", 0)) > seen:
             await websocket.send_text(data.decode())
 
 
-async def _send_snapshot(websocket: WebSocket, event_id: int, snapshot: bytes) -> int:
-    del event_id
+async def _send_snapshot(websocket: WebSocket, snapshot: bytes) -> int:
     await websocket.send_text(snapshot.decode())
     return int(orjson.loads(snapshot)["seq"])
 

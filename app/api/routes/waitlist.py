@@ -17,7 +17,9 @@ router = APIRouter(prefix="/waitlist", tags=["waitlist"])
 async def join(uow: UoW, user: CurrentUser, body: WaitlistJoin) -> WaitlistEntryRead:
     """Queue for `quantity` seats of a sold-out event. Freed seats are held for the oldest
     entries that fit, as a pending booking to confirm within `WAITLIST_OFFER_MINUTES`."""
-    return await service.join(uow, user, body)
+    result = await service.join(uow, user, body)
+    await uow.commit()
+    return result
 
 
 @router.get("/my-entries", response_model=list[WaitlistEntryRead], responses=responses(401))
@@ -31,4 +33,6 @@ async def my_entries(uow: UoW, user: CurrentUser) -> list[WaitlistEntryRead]:
 )
 async def leave(uow: UoW, user: CurrentUser, entry_id: Id) -> WaitlistEntryRead:
     """Leave the queue."""
-    return await service.leave(uow, user, entry_id)
+    result = await service.leave(uow, user, entry_id)
+    await uow.commit()
+    return result

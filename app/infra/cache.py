@@ -6,6 +6,7 @@ Lua script), so a slow reader cannot put back what a writer just invalidated.
 Invalidations run after commit (see `UnitOfWork.after_commit`).
 """
 
+import enum
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,12 +49,21 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"'
 
 
-def event_keys(event_id: int) -> tuple[str, str, str]:
-    return (
-        f"{PREFIX}event:{event_id}:detail",
-        f"{PREFIX}event:{event_id}:seats",
-        f"{PREFIX}event:{event_id}:status",
-    )
+class EventView(enum.StrEnum):
+    """The cached public views of one event, by the last part of their path."""
+
+    DETAIL = ""  # /events/{id}
+    SEATS = "seats"  # /events/{id}/seats
+    STATUS = "status"  # /events/{id}/status
+
+
+def event_key(event_id: int, view: EventView) -> str:
+    return f"{PREFIX}event:{event_id}:{view.name.lower()}"
+
+
+def event_keys(event_id: int) -> list[str]:
+    """Every cached view of an event (what a change to its seats or details drops)."""
+    return [event_key(event_id, view) for view in EventView]
 
 
 def event_version_key(event_id: int) -> str:
@@ -131,7 +141,7 @@ async def invalidate(keys: list[str], version_key: str) -> None:
 
 async def invalidate_event(event_id: int, *, listing: bool = False) -> None:
     """After an event's seats or details changed (and, with `listing`, the event lists)."""
-    await invalidate(list(event_keys(event_id)), event_version_key(event_id))
+    await invalidate(event_keys(event_id), event_version_key(event_id))
     if listing:
         await invalidate_lists()
 
@@ -164,6 +174,3 @@ async def flush_after_outage() -> None:
     if dropped >= 0:
         redis.dirty = False
         log.info("cache_flushed_after_outage", keys=dropped)
-
-
-redis.on_recovery.append(flush_after_outage)

@@ -7,6 +7,7 @@ subscriber connection (`LiveHub`) and hands messages to its local WebSocket clie
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -22,7 +23,16 @@ CHANNEL_PREFIX = "evently:live:event:"
 SEQ_PREFIX = "evently:live:seq:"
 QUEUE_SIZE = 256
 
-_PUBLISH = """
+# The one script that numbers and publishes a change. KEYS: the event's sequence key and
+# channel, then optionally a cache version key and the cached values it guards (dropped,
+# and the version moved, in the same round trip). ARGV: the message with "seq":0, the
+# version's time to live.
+_ANNOUNCE = """
+if #KEYS > 2 then
+  if #KEYS > 3 then redis.call('DEL', unpack(KEYS, 4)) end
+  redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
 local seq = redis.call('INCR', KEYS[1])
 local message = string.gsub(ARGV[1], '"seq":0', '"seq":' .. seq, 1)
 redis.call('PUBLISH', KEYS[2], message)
@@ -45,14 +55,28 @@ async def current_seq(event_id: int) -> int:
     return await redis.call(read, 0)
 
 
-async def publish(event_id: int, message: dict[str, Any]) -> None:
-    """Publish one change (call after commit); `seq` is filled in by Redis."""
+async def publish(
+    event_id: int,
+    message: dict[str, Any],
+    *,
+    version_key: str | None = None,
+    drop: Sequence[str] = (),
+    version_ttl_s: int = 0,
+) -> int | None:
+    """Number and publish one change (call after commit); `seq` is filled in by Redis.
+
+    With `version_key`, also drop the cached values `drop` and move that version, in the
+    same round trip. Returns the sequence number, or None when Redis did not answer.
+    """
     encoded = orjson.dumps({**message, "event_id": event_id, "seq": 0})
+    keys = [seq_key(event_id), channel(event_id)]
+    if version_key is not None:
+        keys += [version_key, *drop]
 
-    async def send(client: Redis) -> object:
-        return await client.eval(_PUBLISH, 2, seq_key(event_id), channel(event_id), encoded)
+    async def send(client: Redis) -> int:
+        return int(await client.eval(_ANNOUNCE, len(keys), *keys, encoded, version_ttl_s))
 
-    await redis.call(send, None)
+    return await redis.call(send, None)
 
 
 class LiveHub:

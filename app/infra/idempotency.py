@@ -1,4 +1,4 @@
-"""Idempotency records. Never commits."""
+"""Stored responses of `Idempotency-Key` requests (see `app.api.idempotency`). Never commits."""
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert

@@ -1,0 +1,41 @@
+"""Per-process memory: small, bounded caches of things that are costly to fetch on every
+request and harmless to serve a little late. Every such cache in Evently is made here, so
+this table is the whole list of what a process may answer from memory:
+
+| cache            | maps                        | may serve stale                  | for at most |
+|------------------|-----------------------------|----------------------------------|-------------|
+| `verified_tokens`| access token -> user id     | nothing (a signed token's claims | until the   |
+|                  |                             | never change)                    | token's exp |
+| `accounts`       | user id -> active `User`    | a role change or a disabled      | ACCOUNT_TTL |
+|                  |                             | account made by another process  | (5 s)       |
+| `seat_ranges`    | event id -> (min, max seat) | nothing (seat ids are fixed when | forever     |
+|                  |                             | the event is created)            |             |
+
+The process that changes an account forgets it at once (`accounts.pop` after commit);
+other processes see the change within ACCOUNT_TTL_S. Eviction is least-recently-used, so
+memory stays bounded whatever the traffic.
+"""
+
+import time
+from typing import Any
+
+from cachetools import LRUCache, TLRUCache, TTLCache
+
+ACCOUNT_TTL_S = 5.0
+
+
+def _until_exp(_key: str, value: tuple[int, float], _now: float) -> float:
+    return value[1]  # a verified token is remembered until it expires
+
+
+verified_tokens: TLRUCache[str, tuple[int, float]] = TLRUCache(
+    maxsize=50_000, ttu=_until_exp, timer=time.time
+)
+accounts: TTLCache[int, Any] = TTLCache(maxsize=20_000, ttl=ACCOUNT_TTL_S)
+seat_ranges: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=10_000)
+
+
+def forget_all() -> None:
+    """Empty every cache (tests, whose ids restart with each test)."""
+    for cache in (verified_tokens, accounts, seat_ranges):
+        cache.clear()

@@ -1,0 +1,112 @@
+"""The rules of the inventory: when an event is on sale, how many seats one user may
+have, how a hold is written and announced, and what a lock failure means to a buyer.
+
+The statements (and the lock order) are in `app.crud.inventory`; this module decides
+with them. Booking and the waitlist both go through it, so there is one of each rule.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from app.core.config import get_settings
+from app.core.db import UNIQUE_VIOLATION, UnitOfWork, is_lock_failure, sqlstate
+from app.core.errors import (
+    DomainError,
+    InvalidState,
+    NotFound,
+    SeatLimitExceeded,
+    SeatsUnavailable,
+)
+from app.crud import inventory as crud
+from app.crud.inventory import LockedSeat, SaleState
+from app.infra import changes
+from app.models import Booking, BookingSource, EventStatus, SeatStatus
+
+
+def check_on_sale(event_id: int, state: SaleState | None) -> SaleState:
+    """The event exists, is public, published, and has not started; else the domain error.
+
+    A draft is reported as missing: drafts are not public (404, never a hint it exists).
+    """
+    if state is None or state.status == EventStatus.DRAFT:
+        raise NotFound(f"Event {event_id} does not exist.")
+    if state.status != EventStatus.PUBLISHED:
+        raise InvalidState(f"Event {event_id} is {state.status.value}; it is not on sale.")
+    if state.starts_at <= datetime.now(UTC):
+        raise InvalidState(f"Event {event_id} has already started; it is not on sale.")
+    return state
+
+
+def check_user_cap(already: int, adding: int) -> None:
+    """At most MAX_SEATS_PER_USER_PER_EVENT seats held or bought per user and event.
+
+    409 wherever it is checked (hold or waitlist join): the request is well-formed, it
+    conflicts with what the user already has, and becomes valid once they have less.
+    """
+    cap = get_settings().max_seats_per_user_per_event
+    if already + adding > cap:
+        raise SeatLimitExceeded(
+            f"You may hold or buy at most {cap} seats for this event; you have {already}.",
+            limit=cap,
+            current=already,
+        )
+
+
+async def hold_seats(
+    uow: UnitOfWork,
+    booking: Booking,
+    seats: Sequence[LockedSeat],
+) -> int:
+    """Write `booking` (pending, not yet added) over `seats` (locked by the caller and
+    free), and announce the change after commit; returns the new booking's id."""
+    lapsed = sorted({s.booking_id for s in seats if s.booking_id is not None})
+    await crud.expire_bookings(uow.session, lapsed)  # the holds these seats outlived
+    booking_id, totals = await crud.insert_booking(uow.session, booking, seats)
+    changes.seats_changed(uow, booking.event_id, [s.id for s in seats], SeatStatus.HELD, totals)
+    return booking_id
+
+
+def pending_booking(
+    user_id: int,
+    event_id: int,
+    seats: Sequence[LockedSeat],
+    source: BookingSource,
+    idempotency_key: str | None = None,
+) -> Booking:
+    """A pending booking of `seats`, lasting HOLD_MINUTES (or WAITLIST_OFFER_MINUTES)."""
+    settings = get_settings()
+    minutes = (
+        settings.waitlist_offer_minutes
+        if source == BookingSource.WAITLIST
+        else settings.hold_minutes
+    )
+    return crud.new_pending_booking(user_id, event_id, seats, minutes, source, idempotency_key)
+
+
+async def announce_counted(
+    uow: UnitOfWork, event_id: int, seat_ids: Sequence[int], status: SeatStatus
+) -> None:
+    """Tell caches and live clients that seats moved to `status`, with fresh counts."""
+    totals = (await crud.counts(uow.session, event_id)).totals
+    changes.seats_changed(uow, event_id, seat_ids, status, totals)
+
+
+@contextmanager
+def contention(busy: DomainError) -> Iterator[None]:
+    """The one mapping of lock failures and backstop hits to domain errors.
+
+    A lock we could not get in `lock_timeout` (or a deadlock or serialisation failure)
+    becomes `busy`; a hit on the unique index of active seat claims (the backstop, only
+    reachable should the row locks ever be bypassed) becomes `SeatsUnavailable`.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_lock_failure(exc):
+            raise busy from exc
+        if isinstance(exc, IntegrityError) and sqlstate(exc) == UNIQUE_VIOLATION:
+            raise SeatsUnavailable("Some of the requested seats were just taken.") from exc
+        raise
