@@ -10,8 +10,7 @@ import pytest
 
 from app.core.queue import RUN_JOB, celery_app
 from tests.conftest import TEST_REDIS_URL
-from tests.servers import RedisProcess, WorkerProcess
-from tests.test_worker import (
+from tests.jobpath import (
     WORKER_ENV,
     confirmed_booking,
     eventually,
@@ -21,6 +20,7 @@ from tests.test_worker import (
     scalar,
     send,
 )
+from tests.servers import RedisProcess, WorkerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -1,23 +1,13 @@
 """Queries on events and their seat inventory. Never commits."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Row, Select, case, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crud.inventory import seat_is_free
 from app.models import Event, EventStatus, Seat, SeatStatus
-
-
-@dataclass(frozen=True)
-class EventFilters:
-    category: str | None = None
-    q: str | None = None
-    starts_from: datetime | None = None
-    starts_to: datetime | None = None
-
+from app.schemas.event import EventFilters
 
 SeatRow = Row[int, str, str, str, int, int, str]
 

@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -101,3 +102,11 @@ class SeatRead(ORMModel):
 class SeatMap(BaseModel):
     event_id: int
     seats: list[SeatRead]
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    category: str | None = None
+    q: str | None = None
+    starts_from: datetime | None = None
+    starts_to: datetime | None = None

@@ -11,7 +11,6 @@ from app.crud import bookings as bookings_crud
 from app.crud import events as crud
 from app.crud import inventory
 from app.crud import waitlist as waitlist_crud
-from app.crud.events import EventFilters
 from app.infra import cache, changes, outbox
 from app.infra.cache import EventView, Payload
 from app.models import Event, EventStatus, Role, User
@@ -21,6 +20,7 @@ from app.schemas.event import (
     Availability,
     EventCreate,
     EventDetail,
+    EventFilters,
     EventRead,
     EventStatusRead,
     EventUpdate,

@@ -6,10 +6,9 @@ from fastapi import APIRouter, Query, Request, Response
 from app.api.caching import LISTING, respond
 from app.api.deps import Id, Limit, Offset
 from app.api.errors import responses
-from app.crud.events import EventFilters
 from app.infra.cache import EventView
 from app.schemas.common import Page
-from app.schemas.event import EventDetail, EventRead, EventStatusRead, SeatMap
+from app.schemas.event import EventDetail, EventFilters, EventRead, EventStatusRead, SeatMap
 from app.services import events as service
 
 router = APIRouter(prefix="/events", tags=["events"])

@@ -1,11 +1,26 @@
-"""Job handlers and the outbox, run in-process: what each job writes, exactly once."""
+"""Notifications: what each job writes, exactly once, run in-process and by a real worker."""
 
+import asyncio
+
+import pytest
 from sqlalchemy import text
 
 from app.core.db import db, transaction
+from app.core.queue import RUN_JOB
 from app.infra import outbox
 from app.models import Role
 from tests import factories
+from tests.jobpath import (
+    confirmed_booking,
+    eventually,
+    notifications,
+    notifications_at_least,
+    scalar,
+    send,
+    worker,
+)
+
+__all__ = ["worker"]  # the module's worker fixture
 
 
 async def run_job(job_id: int) -> str:
@@ -104,88 +119,27 @@ async def test_admin_cancel_tells_the_customer(client) -> None:
     assert await inbox(client, admin) == []
 
 
-class TestWaitlistRules:
-    async def test_join_refused_while_seats_are_free_and_only_once(self, client) -> None:
-        organizer, buyer, fan = [
-            await factories.account(r) for r in (Role.ORGANIZER, Role.CUSTOMER, Role.CUSTOMER)
+@pytest.mark.slow
+class TestNotifications:
+    async def test_confirm_notifies_exactly_once_even_if_delivered_twice(
+        self, client, worker
+    ) -> None:
+        del worker
+        buyer, _, booking_id = await confirmed_booking(client)
+        await eventually(lambda: notifications_at_least(buyer.id, "booking_confirmed", 1))
+        job_id = await scalar(
+            "SELECT id FROM outbox WHERE payload->>'booking_id' = :b", b=str(booking_id)
+        )
+        await send(RUN_JOB, job_id)  # the same job delivered twice more
+        await send(RUN_JOB, job_id)
+        marker = await scalar("SELECT count(*) FROM outbox")
+        await send("evently.relay_outbox")  # runs after the duplicates (solo pool, FIFO)
+        await asyncio.sleep(0.5)
+        assert await notifications(buyer.id, "booking_confirmed") == 1
+        assert marker == 1
+        listed = (await client.get("/notifications/", headers=buyer.headers)).json()
+        assert listed["total"] == 1
+        tickets = (await client.get(f"/bookings/{booking_id}", headers=buyer.headers)).json()[
+            "tickets"
         ]
-        event_id = await factories.event(organizer, factories.ga_spec(capacity=3))
-        early = await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 2}, headers=fan.headers
-        )
-        assert (early.status_code, early.json()["available"]) == (409, 3)
-        await client.post(
-            "/bookings/", json={"event_id": event_id, "quantity": 2}, headers=buyer.headers
-        )
-        joined = await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 2}, headers=fan.headers
-        )
-        assert joined.status_code == 201
-        twice = await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 2}, headers=fan.headers
-        )
-        assert twice.status_code == 409
-        too_many = await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 11}, headers=buyer.headers
-        )
-        # The per-user cap is one rule with one answer, for holds and the waitlist alike.
-        assert too_many.status_code == 409
-        assert too_many.json()["code"] == "seat_limit_exceeded"
-
-    async def test_leave_and_ownership(self, client) -> None:
-        organizer, buyer, fan = [
-            await factories.account(r) for r in (Role.ORGANIZER, Role.CUSTOMER, Role.CUSTOMER)
-        ]
-        event_id = await factories.event(organizer, factories.ga_spec(capacity=1))
-        await client.post(
-            "/bookings/", json={"event_id": event_id, "quantity": 1}, headers=buyer.headers
-        )
-        entry = (
-            await client.post(
-                "/waitlist/join", json={"event_id": event_id, "quantity": 1}, headers=fan.headers
-            )
-        ).json()
-        assert (
-            await client.delete(f"/waitlist/{entry['id']}", headers=buyer.headers)
-        ).status_code == 404
-        left = await client.delete(f"/waitlist/{entry['id']}", headers=fan.headers)
-        assert left.json()["status"] == "left"
-        again = await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 1}, headers=fan.headers
-        )
-        assert again.status_code == 201  # leaving frees the one-active-entry slot
-
-    async def test_smaller_request_behind_a_bigger_one_is_served(self, client) -> None:
-        organizer = await factories.account(Role.ORGANIZER)
-        holder, big, small = [await factories.account() for _ in range(3)]
-        event_id = await factories.event(organizer, factories.ga_spec(capacity=3))
-        held = await client.post(
-            "/bookings/", json={"event_id": event_id, "quantity": 1}, headers=holder.headers
-        )
-        await client.post(
-            "/bookings/",
-            json={"event_id": event_id, "quantity": 2},
-            headers=(await factories.account()).headers,
-        )
-        await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 3}, headers=big.headers
-        )
-        await client.post(
-            "/waitlist/join", json={"event_id": event_id, "quantity": 1}, headers=small.headers
-        )
-        await client.post(f"/bookings/{held.json()['id']}/cancel", headers=holder.headers)
-        big_entry = (await client.get("/waitlist/my-entries", headers=big.headers)).json()[0]
-        small_entry = (await client.get("/waitlist/my-entries", headers=small.headers)).json()[0]
-        assert (big_entry["status"], big_entry["position"]) == ("waiting", 1)
-        assert small_entry["status"] == "offered"
-        offer = await client.get(
-            f"/bookings/{small_entry['offered_booking_id']}", headers=small.headers
-        )
-        assert offer.json()["source"] == "waitlist"
-        confirmed = await client.post(
-            f"/bookings/{small_entry['offered_booking_id']}/confirm", headers=small.headers
-        )
-        assert confirmed.status_code == 200
-        assert (await client.get("/waitlist/my-entries", headers=small.headers)).json()[0][
-            "status"
-        ] == "fulfilled"
+        assert all(t["code"] in listed["items"][0]["body"] for t in tickets)
