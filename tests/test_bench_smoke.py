@@ -3,7 +3,7 @@
 The harness runs as a real process against the servers the suite uses, with the
 original DATABASE_URL / REDIS_URL (not the test database): it creates its own database
 (`evently_bench_smoke`, so a `make bench` running meanwhile is not disturbed) and uses
-Redis database 13. It starts uvicorn with two workers, seeds, runs two scenarios in
+Redis database 13. It starts uvicorn with two workers, seeds, runs scenarios in
 `--quick` mode and checks the invariants; here we check what it reported.
 """
 
@@ -33,9 +33,12 @@ TEST_ONLY = (
     "BCRYPT_ROUNDS",
 )
 GENERATORS = ["python", "wrk"]
+ON_SALE = ("onsale", "stadium", "login-rush")
 
 
-def run_bench(results: Path, generator: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+def run_bench(
+    results: Path, generator: str, only: str = "read-cached,hot-event"
+) -> tuple[subprocess.CompletedProcess[str], Any]:
     env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY}
     env.update(DATABASE_URL=BASE_DATABASE_URL, REDIS_URL=BASE_REDIS_URL)
     command = [
@@ -44,7 +47,7 @@ def run_bench(results: Path, generator: str) -> tuple[subprocess.CompletedProces
         "scripts.bench",
         "--quick",
         "--only",
-        "read-cached,hot-event",
+        only,
         "--generator",
         generator,
         "--database",
@@ -91,3 +94,32 @@ def test_quick_run_reports_and_keeps_the_invariants(tmp_path: Path, generator: s
     assert hot["details"]["facts"]["taken in the database"] == seats
     assert hot["details"]["facts"]["invariants"] == "ok"
     assert set(hot["statuses"]) <= {"201", "409"}
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_quick_on_sale_scenarios_report_and_keep_the_invariants(
+    tmp_path: Path, generator: str
+) -> None:
+    if generator == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk); the python generator ran")
+    done, report = run_bench(tmp_path, generator, ",".join(ON_SALE))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    results = {r["scenario"]: r for r in report["results"]}
+    assert set(results) == set(ON_SALE)
+    for name, result in results.items():
+        assert result["problems"] == [], (name, result["problems"])
+        assert result["details"]["facts"]["invariants"] == "ok", name
+        assert all(int(status) < 500 for status in result["statuses"]), (name, result)
+
+    sale = results["onsale"]["details"]["facts"]
+    assert sale["seats held"] == report["sizes"]["onsale_seats"]  # the small event sells out
+    assert " 0 missing numbers, 0 out of order" in sale["live channel"]
+    assert sale["live channel"].startswith(f"{report['sizes']['subscribers']} connected")
+
+    stadium = results["stadium"]["details"]["facts"]
+    assert any(key.startswith("uncached map ms") for key in stadium), stadium
+    assert results["stadium"]["throughput"] > 0  # the flash's holds/s
+
+    logins = results["login-rush"]["details"]["facts"]["logins"]
+    assert logins["200"] + logins["429"] + logins["503"] == report["sizes"]["login_users"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -29,6 +30,8 @@ class Reply:
     started: float  # time.perf_counter() when the request was written
     ended: float
     cache_hit: bool = False  # the response said `X-Cache: hit`
+    retry_after: bytes | None = None  # its `Retry-After` header
+    etag: bytes | None = None
 
     @property
     def ms(self) -> float:
@@ -36,24 +39,43 @@ class Reply:
 
 
 def request_bytes(
-    method: str, path: str, port: int, body: bytes = b"", token: str | None = None
+    method: str,
+    path: str,
+    port: int,
+    body: bytes = b"",
+    token: str | None = None,
+    *,
+    content_type: str = "application/json",
+    headers: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """One encoded request; reuse it as often as it is needed."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "User-Agent: evently-bench"]
     if token is not None:
         lines.append(f"Authorization: Bearer {token}")
+    lines += [f"{name}: {value}" for name, value in headers]
     if body or method in ("POST", "PUT"):
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    cache_hit: bool
+    retry_after: bytes | None
+    etag: bytes | None
 
 
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.waiter: asyncio.Future[_Answer] | None = None
         self.body: list[bytes] = []
         self.cache_hit = False
+        self.retry_after: bytes | None = None
+        self.etag: bytes | None = None
         self.closed = False
 
     # asyncio.Protocol
@@ -72,19 +94,29 @@ class _Protocol(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"x-cache" and value == b"hit":
+        lowered = name.lower()
+        if lowered == b"x-cache" and value == b"hit":
             self.cache_hit = True
+        elif lowered == b"etag":
+            self.etag = value
+        elif lowered == b"retry-after":
+            self.retry_after = value
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        body, self.body = b"".join(self.body), []
-        hit, self.cache_hit = self.cache_hit, False
+        answer = _Answer(
+            self.parser.get_status_code(),
+            b"".join(self.body),
+            self.cache_hit,
+            self.retry_after,
+            self.etag,
+        )
+        self.body, self.cache_hit, self.retry_after, self.etag = [], False, None, None
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result((status, body, hit))
+            waiter.set_result(answer)
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
@@ -113,16 +145,24 @@ class Connection:
         protocol = self._protocol
         assert protocol is not None
         assert protocol.transport is not None
-        waiter: asyncio.Future[tuple[int, bytes, bool]] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         protocol.waiter = waiter
         started = time.perf_counter()
         protocol.transport.write(data)
         try:
-            status, body, hit = await asyncio.wait_for(waiter, self.timeout)
+            answer = await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             self.close()
             raise
-        return Reply(status, body, started, time.perf_counter(), hit)
+        return Reply(
+            answer.status,
+            answer.body,
+            started,
+            time.perf_counter(),
+            answer.cache_hit,
+            answer.retry_after,
+            answer.etag,
+        )
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

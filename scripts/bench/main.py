@@ -15,10 +15,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scripts.bench import environment, monitor, scenarios
+from scripts.bench import environment, login_rush, monitor, onsale, scenarios, stadium
 from scripts.bench.environment import BenchError
 from scripts.bench.options import SCENARIOS, Options, parse
 from scripts.bench.report import Result, stamp_now, table, write
@@ -26,6 +27,23 @@ from scripts.bench.server import Server, server_command
 from scripts.processes import raise_interrupt, signals
 
 QUIET_CORES = 0.25  # more than this busy before we start: say the figures will suffer
+RUNNERS: dict[str, Callable[[scenarios.Context], Result]] = {
+    **scenarios.RUNNERS,
+    **onsale.RUNNERS,
+    **stadium.RUNNERS,
+    **login_rush.RUNNERS,
+}
+# Each group runs on a server started with these settings (on top of _server_env's).
+GROUPS: tuple[tuple[str, dict[str, str], tuple[str, ...]], ...] = (
+    ("cache-off", {"CACHE_ENABLED": "false"}, ("read-uncached",)),
+    (
+        "cache-on",
+        {"CACHE_ENABLED": "true"},
+        tuple(s for s in SCENARIOS if s not in ("read-uncached", "login-rush")),
+    ),
+    # Its own start: the logins' backlog must not reach the next scenario.
+    ("production-auth", {"CACHE_ENABLED": "true", **login_rush.PRODUCTION_AUTH}, ("login-rush",)),
+)
 
 
 def _raise_open_files(needed: int) -> None:
@@ -40,6 +58,18 @@ def _raise_open_files(needed: int) -> None:
             f"the open-files limit is {soft}, and the benchmark needs {needed}: "
             f"run `ulimit -n {needed}` first (or raise the hard limit)"
         )
+
+
+def _clients_at_once(options: Options) -> int:
+    """The most connections one scenario opens (the server's ends count as much again)."""
+    sizes = options.sizes
+    readers = sizes.read_connections + 2
+    return max(
+        sizes.ga_clients,
+        sizes.hot_clients,
+        sizes.buyers + sizes.subscribers + readers,
+        sizes.login_users + sizes.login_holders + readers,
+    )
 
 
 def _free_port() -> int:
@@ -82,7 +112,7 @@ def _server_env(options: Options, database_url: str, redis_url: str, secret: str
         LOG_JSON="true",
         DB_POOL_SIZE=str(options.pool_size),
         DB_MAX_OVERFLOW=str(options.max_overflow),
-        BCRYPT_ROUNDS="4",  # only the seeding hashes passwords
+        BCRYPT_ROUNDS="4",  # for the seeded hashes (login-rush: 12, see GROUPS)
         PYTHONUNBUFFERED="1",
     )
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -113,7 +143,7 @@ def _run(options: Options) -> int:
     py_spy = environment.find_py_spy() if options.profile else None
     if options.profile and py_spy is None:
         raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
-    _raise_open_files(2 * max(sizes.ga_clients, sizes.hot_clients) + 1024)
+    _raise_open_files(2 * _clients_at_once(options) + 1024)
     port = options.port or _free_port()
     stamp, started = stamp_now()
     run_dir = options.results_dir / stamp
@@ -161,21 +191,18 @@ def _run(options: Options) -> int:
         )
 
     results: list[Result] = []
-    groups = [
-        ("cache-off", "false", ["read-uncached"]),
-        ("cache-on", "true", [s for s in SCENARIOS if s != "read-uncached"]),
-    ]
     todo = [s for s in SCENARIOS if s in options.only]
-    for label, cache, names in groups:
+    for label, settings, names in GROUPS:
         chosen = [n for n in names if n in options.only]
         if not chosen:
             continue
-        server_env = {**env, "CACHE_ENABLED": cache}
+        server_env = {**env, **settings}
         clock = time.monotonic()
         log = run_dir / f"server-{label}.log"
         with Server(server_env, port, options.workers, log, options.app) as server:
+            shown = ", ".join(f"{k}={v}" for k, v in settings.items())
             _say(
-                f"[server] uvicorn up with CACHE_ENABLED={cache} "
+                f"[server] uvicorn up with {shown} "
                 f"({time.monotonic() - clock:.1f} s; workers {server.worker_pids()})"
             )
             ctx = scenarios.Context(
@@ -193,7 +220,7 @@ def _run(options: Options) -> int:
                 number = todo.index(name) + 1
                 _say(f"[{number}/{len(todo)}] {name} ...")
                 clock = time.monotonic()
-                result = scenarios.RUNNERS[name](ctx)
+                result = RUNNERS[name](ctx)
                 results.append(result)
                 _say(scenarios.summary_line(result) + f" ({time.monotonic() - clock:.1f} s)")
                 for problem in result.problems:
@@ -250,7 +277,8 @@ def _run(options: Options) -> int:
                 f"LOG_JSON=true, DB_POOL_SIZE={options.pool_size}, "
                 f"DB_MAX_OVERFLOW={options.max_overflow}, CACHE_ENABLED=true "
                 f"(false for read-uncached), database {options.database}, "
-                f"Redis db {options.redis_db}"
+                f"Redis db {options.redis_db}; login-rush on a server of its own with "
+                f"RATE_LIMIT_ENABLED=true, BCRYPT_ROUNDS=12"
             ),
         },
         "headlines": headlines,

@@ -19,8 +19,13 @@ SCENARIOS = (
     "ga-rush",
     "spread",
     "confirm-flow",
+    "onsale",
+    "stadium",
+    "login-rush",  # last: on a server of its own, with the production password hashing
 )
-BOOKING_SCENARIOS = frozenset({"hot-event", "ga-rush", "spread", "confirm-flow"})
+BOOKING_SCENARIOS = frozenset(
+    {"hot-event", "ga-rush", "spread", "confirm-flow", "onsale", "stadium", "login-rush"}
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,22 @@ class Sizes:
     confirm_connections: int
     users: int  # customers seeded (each hot-event / ga-rush client is its own user)
     client_timeout_s: float  # per request, for every load generator
+    # onsale and stadium: people who log in, read the map, hold, confirm or abandon
+    onsale_seats: int
+    buyers: int  # each is its own user (<= users)
+    subscribers: int  # WebSocket clients of the event's live channel
+    arrival_s: float  # buyers arrive spread over this long after the sale opens
+    sale_deadline_s: float  # a sale not over by then is cut short (and says so)
+    stadium_sections: int
+    stadium_rows: int  # per section, of SEATS_PER_ROW seats (seed.py)
+    reference_seats: int  # the small event stadium's hold figures are compared with
+    paced_holds: int  # holds at a steady pace on each event: the per-hold cost
+    flash_holds: int  # 1-seat holds sent at once on each event
+    # login-rush: real logins (bcrypt at the production cost) while others read and hold
+    login_users: int
+    login_seconds: float  # the logins are spread over this long
+    login_holders: int  # users already logged in who hold seats meanwhile
+    login_event_seats: int
 
 
 FULL = Sizes(
@@ -66,6 +87,20 @@ FULL = Sizes(
     confirm_connections=64,
     users=2000,
     client_timeout_s=30,
+    onsale_seats=200,
+    buyers=1000,
+    subscribers=200,
+    arrival_s=2.0,
+    sale_deadline_s=60,
+    stadium_sections=20,
+    stadium_rows=50,
+    reference_seats=500,
+    paced_holds=300,
+    flash_holds=500,
+    login_users=1000,
+    login_seconds=5.0,
+    login_holders=50,
+    login_event_seats=1000,
 )
 
 QUICK = Sizes(
@@ -87,6 +122,20 @@ QUICK = Sizes(
     confirm_connections=16,
     users=200,
     client_timeout_s=30,
+    onsale_seats=50,
+    buyers=100,
+    subscribers=20,
+    arrival_s=0.5,
+    sale_deadline_s=20,
+    stadium_sections=2,
+    stadium_rows=10,
+    reference_seats=100,
+    paced_holds=30,
+    flash_holds=50,
+    login_users=20,
+    login_seconds=1.0,
+    login_holders=5,
+    login_event_seats=200,
 )
 
 

@@ -4,20 +4,22 @@ Runs in the harness process with the benchmark's settings in the environment (it
 database, Redis database 14, the server's SECRET_KEY, BCRYPT_ROUNDS=4), so the tokens
 minted here are accepted by the server. Customers are bulk-inserted with one
 precomputed password hash: thousands of bcrypt rounds would be most of the set-up time
-and are not what is being measured.
+and are not what is being measured. login-rush's people are the exception: their one
+shared hash has the production cost (12 rounds), because their logins are measured.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import bcrypt
 from sqlalchemy import insert, select
 
 from app.core.config import get_settings
-from app.core.db import db, unit_of_work
+from app.core.db import db, transaction, unit_of_work
 from app.core.redis import redis
 from app.core.security import create_access_token, hash_password
 from app.models import Role, Seat, User
@@ -33,6 +35,17 @@ from scripts.bench.options import Sizes
 PASSWORD = "bench-password-not-secret"
 TOKEN_MINUTES = 6 * 60  # outlives any run
 SEATS_PER_ROW = 50
+PRODUCTION_BCRYPT_ROUNDS = 12  # the server's default BCRYPT_ROUNDS
+
+
+def customer_email(index: int) -> str:
+    """The e-mail of `Dataset.users[index]`."""
+    return f"customer{index + 1}@bench.example"
+
+
+def rush_email(index: int) -> str:
+    """The e-mail of login-rush's person `index` (password PASSWORD, 12 bcrypt rounds)."""
+    return f"rush{index + 1}@bench.example"
 
 
 @dataclass
@@ -44,6 +57,16 @@ class Dataset:
     ga_event: int | None = None
     spread_seats: dict[int, list[int]] = field(default_factory=dict)  # event -> seat ids
     confirm_seats: dict[int, list[int]] = field(default_factory=dict)
+    onsale_event: int | None = None
+    stadium_event: int | None = None
+    stadium_seats: list[int] = field(default_factory=list)
+    paced_event: int | None = None  # stadium's reference events (sizes.reference_seats)
+    paced_seats: list[int] = field(default_factory=list)
+    flash_event: int | None = None
+    flash_seats: list[int] = field(default_factory=list)
+    login_event: int | None = None
+    login_seats: list[int] = field(default_factory=list)
+    rush_users: int = 0  # rush_email(0 .. rush_users - 1)
 
     @property
     def seats(self) -> int:
@@ -87,7 +110,7 @@ def general_admission(name: str, capacity: int, starts_at: datetime) -> GeneralA
 
 
 async def _organizer() -> User:
-    async with unit_of_work() as uow:
+    async with transaction() as uow:
         user, _ = await users.ensure_user(
             uow, "organizer@bench.example", PASSWORD, Role.ORGANIZER, "Bench Organizer"
         )
@@ -96,15 +119,26 @@ async def _organizer() -> User:
 
 async def _customers(count: int) -> list[int]:
     password_hash = hash_password(PASSWORD)  # once: every customer shares it
+    return await _insert_users([customer_email(i) for i in range(count)], password_hash)
+
+
+async def _rush_people(count: int) -> list[int]:
+    """login-rush's accounts: one hash at the production cost, computed once, shared."""
+    salt = bcrypt.gensalt(PRODUCTION_BCRYPT_ROUNDS)
+    password_hash = bcrypt.hashpw(PASSWORD.encode(), salt).decode()
+    return await _insert_users([rush_email(i) for i in range(count)], password_hash)
+
+
+async def _insert_users(emails: Sequence[str], password_hash: str) -> list[int]:
     rows = [
         {
-            "email": f"customer{n}@bench.example",
+            "email": email,
             "full_name": f"Bench Customer {n}",
             "password_hash": password_hash,
             "role": Role.CUSTOMER,
             "is_active": True,
         }
-        for n in range(1, count + 1)
+        for n, email in enumerate(emails, start=1)
     ]
     async with unit_of_work() as uow:
         stmt = insert(User).returning(User.id, sort_by_parameter_order=True)
@@ -114,9 +148,8 @@ async def _customers(count: int) -> list[int]:
 
 
 async def _event(organizer: User, spec: SeatedEventCreate | GeneralAdmissionEventCreate) -> int:
-    async with unit_of_work() as uow:
+    async with transaction() as uow:
         created = await events.create(uow, organizer, spec)
-    async with unit_of_work() as uow:
         await events.publish(uow, organizer, created.id)
     return created.id
 
@@ -166,10 +199,59 @@ async def seed(sizes: Sizes, scenarios: Iterable[str]) -> Dataset:
                 for n in range(1, sizes.confirm_events + 1)
             ]
             data.confirm_seats = await _seat_ids(confirm)
+        await _seed_sales(data, sizes, wanted, organizer, clock)
     finally:
         await redis.close()
         await db.dispose()
     return data
+
+
+async def _seed_sales(
+    data: Dataset, sizes: Sizes, wanted: set[str], organizer: User, clock: Iterator[datetime]
+) -> None:
+    """The events (and login-rush's people) of onsale, stadium and login-rush."""
+    if "onsale" in wanted:
+        spec = seated("On Sale", sizes.onsale_seats, next(clock))
+        data.onsale_event = await _event(organizer, spec)
+    if "stadium" in wanted:
+        data.stadium_event, data.stadium_seats = await _seated_event(
+            organizer, stadium(sizes, next(clock))
+        )
+        paced = seated("Reference Paced", sizes.reference_seats, next(clock))
+        data.paced_event, data.paced_seats = await _seated_event(organizer, paced)
+        flash = seated("Reference Flash", sizes.reference_seats, next(clock))
+        data.flash_event, data.flash_seats = await _seated_event(organizer, flash)
+    if "login-rush" in wanted:
+        spec = seated("Login Rush", sizes.login_event_seats, next(clock))
+        data.login_event, data.login_seats = await _seated_event(organizer, spec)
+        data.rush_users = len(await _rush_people(sizes.login_users))
+
+
+def stadium(sizes: Sizes, starts_at: datetime) -> SeatedEventCreate:
+    """Sections S1..Sn of `stadium_rows` rows of SEATS_PER_ROW seats."""
+    sections = [
+        SectionLayout(
+            name=f"S{n}",
+            rows=sizes.stadium_rows,
+            seats_per_row=SEATS_PER_ROW,
+            price_cents=9000 - 200 * n,
+        )
+        for n in range(1, sizes.stadium_sections + 1)
+    ]
+    return SeatedEventCreate(
+        name="Stadium",
+        description="Benchmark event",
+        venue="Bench Stadium",
+        category="bench",
+        starts_at=starts_at,
+        seating="seated",
+        layout=SeatLayout(sections=sections),
+    )
+
+
+async def _seated_event(organizer: User, spec: SeatedEventCreate) -> tuple[int, list[int]]:
+    event_id = await _event(organizer, spec)
+    return event_id, (await _seat_ids([event_id]))[event_id]
 
 
 def hold_requests(
