@@ -51,7 +51,7 @@ async def hold(
 ) -> BookingRead:
     """Hold the asked seats (by id, or any N) for `HOLD_MINUTES`: all or nothing."""
     await ratelimit.hit(ratelimit.holds_per_user(), str(user.id))
-    with rules.contention(SeatsUnavailable(SEATS_BUSY)):
+    with rules.contention(lambda: SeatsUnavailable(SEATS_BUSY)):
         seats = await _lock_seats(uow, user, request)
         # Read the event only now, after the seat locks: an event cancelled meanwhile is seen.
         state = await inventory.sale_state(uow.session, user.id, request.event_id)
@@ -92,7 +92,7 @@ async def confirm(
     uow: UnitOfWork, user: User, booking_id: int, request: ConfirmRequest
 ) -> BookingRead:
     """Pay (simulated) for a pending hold: seats become booked and tickets are issued."""
-    with rules.contention(Conflict(BOOKING_BUSY)):
+    with rules.contention(lambda: Conflict(BOOKING_BUSY)):
         booking = await _confirm(uow, user, booking_id, request)
     return await read(uow, booking)
 
@@ -141,7 +141,7 @@ def _ticket(booking: Booking, seat: LockedSeat) -> Ticket:
 
 async def cancel(uow: UnitOfWork, user: User, booking_id: int) -> BookingRead:
     """Cancel a pending or confirmed booking (owner or admin); its seats become free."""
-    with rules.contention(Conflict(BOOKING_BUSY)):
+    with rules.contention(lambda: Conflict(BOOKING_BUSY)):
         booking = await _cancel(uow, user, booking_id)
     return await read(uow, booking)
 

@@ -5,7 +5,7 @@ The statements (and the lock order) are in `app.crud.inventory`; this module dec
 with them. Booking and the waitlist both go through it, so there is one of each rule.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -95,18 +95,18 @@ async def announce_counted(
 
 
 @contextmanager
-def contention(busy: DomainError) -> Iterator[None]:
+def contention(busy: Callable[[], DomainError]) -> Iterator[None]:
     """The one mapping of lock failures and backstop hits to domain errors.
 
     A lock we could not get in `lock_timeout` (or a deadlock or serialisation failure)
-    becomes `busy`; a hit on the unique index of active seat claims (the backstop, only
+    becomes `busy()`; a hit on the unique index of active seat claims (the backstop, only
     reachable should the row locks ever be bypassed) becomes `SeatsUnavailable`.
     """
     try:
         yield
     except DBAPIError as exc:
         if is_lock_failure(exc):
-            raise busy from exc
+            raise busy() from exc
         if isinstance(exc, IntegrityError) and sqlstate(exc) == UNIQUE_VIOLATION:
             raise SeatsUnavailable("Some of the requested seats were just taken.") from exc
         raise

@@ -1,12 +1,12 @@
-"""Bookings: hold, confirm, cancel, read. Each write commits once, here (or in
-`respond_once`, which stores the idempotent response in the same transaction)."""
+"""Bookings: hold, confirm, cancel, read. Each write commits once, here (through
+`commit_response` where an Idempotency-Key stores the response in the same transaction)."""
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from app.api import idempotency
 from app.api.deps import CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
 from app.api.errors import responses
-from app.api.idempotency import respond_once
 from app.schemas.booking import BookingCreate, BookingRead, ConfirmRequest
 from app.schemas.common import Page
 from app.services import booking as service
@@ -24,12 +24,12 @@ async def hold_seats(
 
     All or nothing; the hold lasts `HOLD_MINUTES`. 409 names the seats that were not free.
     """
-
-    async def hold() -> BookingRead:
-        return await service.hold(uow, user, body, idempotency_key)
-
     asked = ("hold", body.model_dump(mode="json"))
-    return await respond_once(uow, user.id, idempotency_key, asked, hold, status_code=201)
+    replay = await idempotency.replay_or_claim(uow, user.id, idempotency_key, asked)
+    if replay is not None:
+        return replay
+    result = await service.hold(uow, user, body, idempotency_key)
+    return await idempotency.commit_response(uow, user.id, idempotency_key, result, 201)
 
 
 @router.get("/my-bookings", response_model=Page[BookingRead], responses=responses(401, 422))
@@ -59,12 +59,12 @@ async def confirm_booking(
 ) -> Response:
     """Pay for a hold (simulated: `payment_token: "fail"` is declined) and get tickets."""
     request = body or ConfirmRequest()
-
-    async def confirm() -> BookingRead:
-        return await service.confirm(uow, user, booking_id, request)
-
     asked = ("confirm", {"booking_id": booking_id, **request.model_dump(mode="json")})
-    return await respond_once(uow, user.id, idempotency_key, asked, confirm)
+    replay = await idempotency.replay_or_claim(uow, user.id, idempotency_key, asked)
+    if replay is not None:
+        return replay
+    result = await service.confirm(uow, user, booking_id, request)
+    return await idempotency.commit_response(uow, user.id, idempotency_key, result)
 
 
 @router.post(
