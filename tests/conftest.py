@@ -28,7 +28,14 @@ os.environ.update(
     LOG_LEVEL="WARNING",
     DB_POOL_SIZE="20",
     DB_MAX_OVERFLOW="20",
+    # The storms of test_concurrency check correctness under contention, with thousands of
+    # requests on one event loop: they wait for connections as long as they need. The
+    # overload tests (test_overload.py) set the production bound of 0.5 s themselves.
+    DB_POOL_TIMEOUT_S="30",
     BCRYPT_ROUNDS="4",
+    # Tests read the seat map right after each change; the stale-while-rebuilt window
+    # of a sale (CACHE_MAX_STALE_MS) has tests of its own in test_cache.py.
+    CACHE_MAX_STALE_MS="0",
 )
 
 import asyncpg  # noqa: E402

@@ -1,12 +1,21 @@
-"""Cache-aside: hits come from Redis, every write path invalidates after commit."""
+"""Cache-aside: hits come from Redis, every write path invalidates after commit; during
+a write storm the seat map is rebuilt once per window; live counts follow every change."""
+
+import asyncio
+import time
 
 import httpx
+import orjson
+import pytest
+from redis.asyncio import Redis
 
+from app.core.config import get_settings
 from app.core.redis import redis
-from app.infra import cache
+from app.infra import cache, realtime
 from app.infra.cache import EventView
 from app.models import Role
 from tests import factories
+from tests.conftest import TEST_REDIS_URL, record_figure
 
 
 async def seats(client: httpx.AsyncClient, event_id: int) -> dict[int, str]:
@@ -140,3 +149,131 @@ async def test_hits_carry_a_request_id(client) -> None:
     hit = await client.get(f"/events/{event_id}/status", headers={"X-Request-ID": "door-7"})
     assert hit.headers["x-cache"] == "hit"
     assert hit.headers["x-request-id"] == "door-7"
+
+
+class TestWriteStorm:
+    """During a sale the seat map is served stale for at most CACHE_MAX_STALE_MS, and a
+    storm of holds costs one rebuild per window, not one per hold."""
+
+    @pytest.fixture
+    def window(self, monkeypatch: pytest.MonkeyPatch) -> int:
+        monkeypatch.setattr(get_settings(), "cache_max_stale_ms", 300)
+        return 300
+
+    @pytest.fixture
+    def rebuilds(self, monkeypatch: pytest.MonkeyPatch) -> list[EventView]:
+        from app.services import events
+
+        seen: list[EventView] = []
+        read = events._read_view
+
+        async def counting(event_id: int, view: EventView) -> tuple[bytes, dict[str, int]]:
+            seen.append(view)
+            return await read(event_id, view)
+
+        monkeypatch.setattr(events, "_read_view", counting)
+        return seen
+
+    async def test_a_hold_shows_within_the_window(
+        self, client, organizer, customer, window
+    ) -> None:
+        event_id = await factories.seated_event(organizer, seats=10)
+        seat_id = next(iter(await seats(client, event_id)))
+        await client.post(
+            "/bookings/",
+            json={"event_id": event_id, "seat_ids": [seat_id]},
+            headers=customer.headers,
+        )
+        started = time.monotonic()
+        while (await seats(client, event_id))[seat_id] != "held":
+            assert time.monotonic() - started < 1.0, "the hold did not show within 1 s"
+            await asyncio.sleep(0.02)
+        assert time.monotonic() - started <= window / 1000 + 0.2
+
+    async def test_a_storm_of_holds_is_few_rebuilds(
+        self, client, organizer, window, rebuilds
+    ) -> None:
+        event_id = await factories.seated_event(organizer, seats=100)
+        ids = list(await seats(client, event_id))
+        buyers = [await factories.account() for _ in range(40)]
+        rebuilds.clear()
+
+        async def read_forever(stop: asyncio.Event) -> int:
+            done = 0
+            while not stop.is_set():
+                assert (await client.get(f"/events/{event_id}/seats")).status_code == 200
+                done += 1
+            return done
+
+        stop = asyncio.Event()
+        readers = [asyncio.create_task(read_forever(stop)) for _ in range(4)]
+        started = time.monotonic()
+        for n, buyer in enumerate(buyers):
+            body = {"event_id": event_id, "seat_ids": ids[2 * n : 2 * n + 2]}
+            held = await client.post("/bookings/", json=body, headers=buyer.headers)
+            assert held.status_code == 201
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(window / 1000 + 0.1)
+        final = await seats(client, event_id)
+        stop.set()
+        reads = sum(await asyncio.gather(*readers))
+        record_figure(
+            f"write storm: {len(buyers)} holds in {elapsed:.2f}s under {reads} map reads "
+            f"-> {rebuilds.count(EventView.SEATS)} seat-map rebuilds"
+        )
+        assert sum(1 for s in final.values() if s == "held") == 2 * len(buyers)
+        # One rebuild per window at most (plus the final one), however many holds.
+        assert rebuilds.count(EventView.SEATS) <= elapsed / (window / 1000) + 3
+        assert rebuilds.count(EventView.SEATS) < len(buyers) / 2
+
+    async def test_stale_readers_do_not_pile_onto_the_database(
+        self, client, organizer, customer, window, rebuilds
+    ) -> None:
+        event_id = await factories.seated_event(organizer, seats=10)
+        seat_id = next(iter(await seats(client, event_id)))
+        await client.post(
+            "/bookings/",
+            json={"event_id": event_id, "seat_ids": [seat_id]},
+            headers=customer.headers,
+        )
+        await asyncio.sleep(window / 1000 + 0.05)  # now stale past the window
+        rebuilds.clear()
+        answers = await asyncio.gather(
+            *(client.get(f"/events/{event_id}/seats") for _ in range(20))
+        )
+        assert {a.status_code for a in answers} == {200}
+        assert rebuilds.count(EventView.SEATS) == 1  # one reader rebuilt, 19 got the old map
+        assert (await seats(client, event_id))[seat_id] == "held"
+
+
+class TestLiveCounts:
+    async def test_counts_follow_each_change_and_survive_a_lost_key(
+        self, client, organizer, customer
+    ) -> None:
+        event_id = await factories.seated_event(organizer, seats=10)
+        subscriber = Redis.from_url(TEST_REDIS_URL)
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(realtime.channel(event_id))
+
+        async def next_counts() -> tuple[int, int, int]:
+            deadline, message = time.monotonic() + 5, None
+            while message is None and time.monotonic() < deadline:
+                message = await pubsub.get_message(timeout=1.0)  # None for the subscribe
+            assert message is not None
+            data = orjson.loads(message["data"])
+            return data["available"], data["held"], data["booked"]
+
+        try:
+            held = await client.post(
+                "/bookings/", json={"event_id": event_id, "quantity": 3}, headers=customer.headers
+            )
+            assert await next_counts() == (7, 3, 0)
+            url = f"/bookings/{held.json()['id']}"
+            await client.post(f"{url}/confirm", headers=customer.headers)
+            assert await next_counts() == (7, 0, 3)
+            await redis.client.delete(realtime.counts_key(event_id))  # Redis lost them
+            await client.post(f"{url}/cancel", headers=customer.headers)
+            assert await next_counts() == (10, 0, 0)  # recounted from PostgreSQL
+        finally:
+            await pubsub.aclose()
+            await subscriber.aclose()

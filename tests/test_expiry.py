@@ -5,7 +5,6 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from app.core.redis import redis
 from app.infra import cache, realtime
 from app.infra.cache import EventView
 from app.models import Role
@@ -50,9 +49,13 @@ class TestSweeper:
             seat_ids,
             10,
         )
-        assert (
-            await redis.client.exists(cache.event_key(event_id, EventView.SEATS)) == 0
-        )  # invalidated
+        key, version_key = (
+            cache.event_key(event_id, EventView.SEATS),
+            cache.event_version_key(event_id),
+        )
+        found = await cache.fetch(key, version_key)
+        assert found is not None
+        assert found.payload.version < found.version  # the cached map is now stale
         seats = (await client.get(f"/events/{event_id}/seats")).json()["seats"]
         assert all(s["status"] == "available" for s in seats)
         assert (await client.get(f"/bookings/{held.json()['id']}", headers=buyer.headers)).json()[

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
 
     access_token_minutes: int = Field(default=60, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    # bcrypt runs off the event loop in this many threads per process; this many more
+    # hashes may wait for them, and past that a login or sign-up is answered 503 at once.
+    password_hash_threads: int = Field(default=1, ge=1)
+    password_hash_queue: int = Field(default=8, ge=0)
     hold_minutes: int = Field(default=10, ge=1)
     max_seats_per_user_per_event: int = Field(default=10, ge=1)
     lock_timeout_ms: int = Field(default=2000, ge=10)
@@ -30,6 +34,8 @@ class Settings(BaseSettings):
     # No overflow by default: connections opened for a burst and closed after it cost a
     # PostgreSQL process each; a fixed pool queues briefly instead (measured faster).
     db_max_overflow: int = Field(default=0, ge=0)
+    # Longest a request waits for a pooled connection before it is answered 503.
+    db_pool_timeout_s: float = Field(default=0.5, gt=0)
 
     # Celery: broker (defaults to REDIS_URL), how long an unacknowledged job stays invisible
     # before another worker gets it, and when the relay re-sends jobs that never finished.
@@ -41,6 +47,9 @@ class Settings(BaseSettings):
     notification_delay_ms: int = Field(default=0, ge=0)
 
     cache_enabled: bool = True
+    # How old the data of a cached event view (seat map, status, detail) may be, after a
+    # seat change, before one reader rebuilds it; others keep the stale bytes meanwhile.
+    cache_max_stale_ms: int = Field(default=500, ge=0, le=5000)
     rate_limit_enabled: bool = True
     rate_limit_login_ip: str = "20/minute"
     rate_limit_login_failures: str = "5/minute"

@@ -3,7 +3,7 @@
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import CursorResult
@@ -22,11 +22,18 @@ from app.core.config import Settings, get_settings
 log = structlog.get_logger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 # SQLSTATEs that mean "someone else holds what you need": lock_not_available,
 # deadlock_detected, serialization_failure. They become 409s, never 500s.
 LOCK_FAILURE_STATES = frozenset({"55P03", "40P01", "40001"})
 UNIQUE_VIOLATION = "23505"
+# The connection itself is gone, not the query: class 08 (connection exception), and the
+# server ending the session: 57P01 admin_shutdown (pg_terminate_backend, a fast shutdown),
+# 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up or shutting down).
+CONNECTION_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
+# What asyncpg says when a statement or rollback meets a socket that is already closed.
+CLOSED_MESSAGES = ("connection is closed", "connection was closed")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -35,6 +42,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        # Bounded: past this a request is answered 503 (app.api.errors), not queued for
+        # the 30 s default while its client gives up.
+        pool_timeout=settings.db_pool_timeout_s,
         pool_pre_ping=False,
         connect_args={
             "server_settings": {
@@ -105,6 +115,15 @@ class UnitOfWork:
         self._after_commit.clear()
         await self.session.rollback()
 
+    async def release(self) -> None:
+        """End a transaction that has only read, so its connection goes back to the pool
+        now, before slow work that needs no database (a password hash); the session
+        begins a new transaction if it is used again."""
+        session = self.session
+        if self._after_commit or session.new or session.dirty or session.deleted:
+            raise RuntimeError("release() would drop uncommitted work; commit it first")
+        await session.rollback()
+
 
 @asynccontextmanager
 async def unit_of_work() -> AsyncIterator[UnitOfWork]:
@@ -114,7 +133,20 @@ async def unit_of_work() -> AsyncIterator[UnitOfWork]:
         try:
             yield uow
         finally:
-            await uow.rollback()
+            await _discard(uow)
+
+
+async def _discard(uow: UnitOfWork) -> None:
+    """Roll back what was not committed. On a connection that was lost there is nothing to
+    roll back (the server already did): that must not become a second error, raised from
+    this cleanup, that hides the first or turns a 503 into a 500."""
+    try:
+        await uow.rollback()
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        log.info("rollback_on_lost_connection", error=_short(exc))
+        await uow.session.invalidate()
 
 
 @asynccontextmanager
@@ -161,3 +193,48 @@ class Prepared:
         values = {**self._constants, **params}
         connection = await session.connection()
         return await connection.exec_driver_sql(self.sql, tuple(values[k] for k in self._order))
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the database connection failed (killed, closed, refused, server
+    restarting), not that a statement was wrong: the request may be retried as it is."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = sqlstate(exc) or getattr(exc, "sqlstate", None) or ""
+    if state.startswith("08") or state in CONNECTION_LOST_STATES:
+        return True
+    if isinstance(exc, DBAPIError):
+        return any(text in str(exc.orig) for text in CLOSED_MESSAGES)
+    # Not wrapped by SQLAlchemy: a refused or reset socket while connecting (PostgreSQL is
+    # down or restarting; asyncpg joins one error per address into an OSError), or
+    # asyncpg's own InterfaceError on a closed connection.
+    if isinstance(exc, ConnectionError):
+        return True
+    if isinstance(exc, OSError):
+        return "Connect call failed" in str(exc)
+    return type(exc).__module__.startswith("asyncpg") and any(
+        text in str(exc) for text in CLOSED_MESSAGES
+    )
+
+
+async def retry_read_once(
+    read: Callable[[], Awaitable[T]], before_retry: Callable[[], Awaitable[None]] | None = None
+) -> T:
+    """Run the read-only `read()`, and once more if the connection was lost under it (a
+    killed backend, a restarted server): the pool invalidates connections older than the
+    failure, so the second attempt gets a fresh one. `before_retry` resets state the first
+    attempt left behind (roll back a session that `read` shares). Never for writes: a
+    write whose connection was lost may or may not have committed."""
+    try:
+        return await read()
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        log.warning("read_retried_after_lost_connection", error=_short(exc))
+    if before_retry is not None:
+        await before_retry()
+    return await read()
+
+
+def _short(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc)[:200]

@@ -92,6 +92,7 @@ class LockedSeat:
     price_cents: int
     free: bool
     booking_id: int | None
+    status: str  # as stored (a lapsed hold is still "held")
 
 
 LOCKED_COLUMNS = (
@@ -101,6 +102,7 @@ LOCKED_COLUMNS = (
     Seat.price_cents,
     seat_is_free().label("free"),
     Seat.booking_id,
+    Seat.status,
 )
 
 
@@ -259,6 +261,22 @@ async def counts(session: AsyncSession, event_id: int) -> Counts:
     return Counts(*(await session.execute(stmt)).one())
 
 
+_STORED_COUNTS = Prepared(
+    select(
+        func.count().filter(Seat.status == SeatStatus.AVAILABLE),
+        func.count().filter(Seat.status == SeatStatus.HELD),
+        func.count().filter(Seat.status == SeatStatus.BOOKED),
+    ).where(Seat.event_id == EVENT)
+)
+
+
+async def stored_counts(session: AsyncSession, event_id: int) -> Totals:
+    """The event's seats by stored status (a lapsed hold counts as held until the sweeper
+    releases it): the counts live messages carry, kept in Redis between recounts."""
+    row = (await _STORED_COUNTS.execute(session, event_id=event_id)).one()
+    return Totals(*row)
+
+
 # -- writing a hold ------------------------------------------------------------------
 
 
@@ -285,9 +303,8 @@ def new_pending_booking(
 
 
 def _insert_booking() -> Prepared:
-    """Insert a booking with its claims, mark the seats held, count the event's seats:
-    one statement of data-modifying CTEs. The counts come from the statement's snapshot,
-    before its own change; `insert_booking` adjusts them."""
+    """Insert a booking with its claims and mark the seats held: one statement of
+    data-modifying CTEs. Nothing in it grows with the size of the venue."""
     expires_at = bindparam("expires_at", type_=DateTime(timezone=True))
     new = (
         insert(Booking)
@@ -324,23 +341,7 @@ def _insert_booking() -> Prepared:
         )
         .cte("held")
     )
-    free, is_booked = seat_is_free(), Seat.status == SeatStatus.BOOKED
-    counts = (
-        select(
-            func.count().filter(free).label("free"),
-            func.count().filter(is_booked).label("booked"),
-            func.count().label("total"),
-        )
-        .where(Seat.event_id == EVENT)
-        .cte("counts")
-    )
-    stmt = (
-        select(new.c.id, counts.c.free, counts.c.booked, counts.c.total)
-        .select_from(new)
-        .join(counts, true())
-        .add_cte(claims, held)
-    )
-    return Prepared(stmt)
+    return Prepared(select(new.c.id).select_from(new).add_cte(claims, held))
 
 
 _INSERT_BOOKING = _insert_booking()
@@ -348,26 +349,22 @@ _INSERT_BOOKING = _insert_booking()
 
 async def insert_booking(
     session: AsyncSession, booking: Booking, seats: Sequence[LockedSeat]
-) -> tuple[int, Totals]:
+) -> int:
     """Write `booking` (not added to the session) holding `seats`, locked by the caller:
-    the only way a booking is written. Returns its id and the event's counts after it."""
-    ids = [s.id for s in seats]
-    row = (
-        await _INSERT_BOOKING.execute(
-            session,
-            user_id=booking.user_id,
-            event_id=booking.event_id,
-            total_cents=booking.total_cents,
-            expires_at=booking.expires_at,
-            idempotency_key=booking.idempotency_key,
-            source=booking.source.value,
-            created_at=booking.created_at,
-            seat_ids=ids,
-        )
-    ).one()
-    booking_id, available, sold, total = row
-    available -= len(ids)
-    return booking_id, Totals(available, total - available - sold, sold)
+    the only way a booking is written. Returns its id."""
+    result = await _INSERT_BOOKING.execute(
+        session,
+        user_id=booking.user_id,
+        event_id=booking.event_id,
+        total_cents=booking.total_cents,
+        expires_at=booking.expires_at,
+        idempotency_key=booking.idempotency_key,
+        source=booking.source.value,
+        created_at=booking.created_at,
+        seat_ids=[s.id for s in seats],
+    )
+    booking_id: int = result.scalar_one()
+    return booking_id
 
 
 # -- locking what exists: bookings and their seats -------------------------------------

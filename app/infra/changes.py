@@ -3,46 +3,39 @@
 Called inside the transaction; everything here runs only after it commits.
 """
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
 
 from app.core.db import UnitOfWork
 from app.core.redis import redis
 from app.infra import cache, realtime
+from app.infra.realtime import UNKNOWN_COUNTS, SeatCounts
 
-
-class Totals(Protocol):
-    @property
-    def available(self) -> int: ...
-    @property
-    def held(self) -> int: ...
-    @property
-    def booked(self) -> int: ...
+Recount = Callable[[], Awaitable[SeatCounts]]
 
 
 def seats_changed(
-    uow: UnitOfWork, event_id: int, seat_ids: Sequence[int], status: str, totals: Totals
+    uow: UnitOfWork,
+    event_id: int,
+    seat_ids: Sequence[int],
+    status: str,
+    change: SeatCounts,
+    recount: Recount,
 ) -> None:
-    """Seats of an event moved to `status`: drop its cached views, tell live clients,
-    in one Redis round trip after commit. `totals` are the event's counts as this
-    transaction leaves them."""
-    message = {
-        "type": "seats",
-        "seat_ids": sorted(seat_ids),
-        "status": status,
-        "available": totals.available,
-        "held": totals.held,
-        "booked": totals.booked,
-    }
+    """Seats of an event moved to `status`: its cached views go stale and live clients
+    hear of it with the event's counts, in one Redis round trip after commit.
+
+    `change` is what this transaction did to the counts (seats per stored status). The
+    counts live in Redis; when Redis has none (restarted, or expired so that drift stays
+    bounded) `recount()` reads them from PostgreSQL, after the commit.
+    """
+    message = {"type": "seats", "seat_ids": sorted(seat_ids), "status": status}
+    version = (cache.event_version_key(event_id), cache.VERSION_TTL_S)
 
     async def after() -> None:
-        seq = await realtime.publish(
-            event_id,
-            message,
-            version_key=cache.event_version_key(event_id),
-            drop=cache.event_keys(event_id),
-            version_ttl_s=cache.VERSION_TTL_S,
-        )
+        seq = await realtime.publish_seats(event_id, message, version, change, seed=False)
+        if seq == UNKNOWN_COUNTS:
+            counts = await recount()
+            seq = await realtime.publish_seats(event_id, message, version, counts, seed=True)
         if seq is None:
             redis.dirty = True  # the invalidation was lost: flush when Redis is back
 
@@ -50,10 +43,12 @@ def seats_changed(
 
 
 def event_changed(uow: UnitOfWork, event_id: int, status: str | None = None) -> None:
-    """An event's details or status changed: drop its cached views and the lists."""
+    """An event's details or status changed: drop its cached views, its seat counts and
+    the lists."""
 
     async def after() -> None:
         await cache.invalidate_event(event_id, listing=True)
+        await realtime.drop_counts(event_id)
         if status is not None:
             await realtime.publish(event_id, {"type": "event", "status": status})
 

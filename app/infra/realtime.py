@@ -7,7 +7,7 @@ subscriber connection (`LiveHub`) and hands messages to its local WebSocket clie
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,23 +21,42 @@ log = structlog.get_logger(__name__)
 
 CHANNEL_PREFIX = "evently:live:event:"
 SEQ_PREFIX = "evently:live:seq:"
+COUNTS_PREFIX = "evently:live:counts:"
 QUEUE_SIZE = 256
 
 # The one script that numbers and publishes a change. KEYS: the event's sequence key and
-# channel, then optionally a cache version key and the cached values it guards (dropped,
-# and the version moved, in the same round trip). ARGV: the message with "seq":0, the
-# version's time to live.
+# channel, then (for seat changes) its cache version key and seat counts. ARGV: the
+# message without its closing brace, the version's time to live, then the change in
+# available, held, booked seats, "seed" when those are the whole counts (recounted from
+# PostgreSQL), and the counts' time to live. Seat changes move the version (cached views
+# go stale, see app.infra.cache) and carry the counts after the change; -1 means the
+# counts are unknown here (Redis restarted or they expired): recount and call again.
 _ANNOUNCE = """
+local totals = ''
 if #KEYS > 2 then
-  if #KEYS > 3 then redis.call('DEL', unpack(KEYS, 4)) end
+  if ARGV[6] == 'seed' then
+    redis.call('HSET', KEYS[4], 'available', ARGV[3], 'held', ARGV[4], 'booked', ARGV[5])
+    redis.call('EXPIRE', KEYS[4], ARGV[7])
+  elseif redis.call('EXISTS', KEYS[4]) == 0 then
+    return -1
+  else
+    redis.call('HINCRBY', KEYS[4], 'available', ARGV[3])
+    redis.call('HINCRBY', KEYS[4], 'held', ARGV[4])
+    redis.call('HINCRBY', KEYS[4], 'booked', ARGV[5])
+  end
   redis.call('INCR', KEYS[3])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
+  local c = redis.call('HMGET', KEYS[4], 'available', 'held', 'booked')
+  totals = ',"available":' .. c[1] .. ',"held":' .. c[2] .. ',"booked":' .. c[3]
 end
 local seq = redis.call('INCR', KEYS[1])
-local message = string.gsub(ARGV[1], '"seq":0', '"seq":' .. seq, 1)
-redis.call('PUBLISH', KEYS[2], message)
+redis.call('PUBLISH', KEYS[2], ARGV[1] .. totals .. ',"seq":' .. seq .. '}')
 return seq
 """
+UNKNOWN_COUNTS = -1
+# Counts are recounted from PostgreSQL at least this often: whatever drift a lost update
+# (Redis restarted between two changes) could cause is bounded by it.
+COUNTS_TTL_S = 60
 
 
 def channel(event_id: int) -> str:
@@ -48,6 +67,10 @@ def seq_key(event_id: int) -> str:
     return f"{SEQ_PREFIX}{event_id}"
 
 
+def counts_key(event_id: int) -> str:
+    return f"{COUNTS_PREFIX}{event_id}"
+
+
 async def current_seq(event_id: int) -> int:
     async def read(client: Redis) -> int:
         return int(await client.get(seq_key(event_id)) or 0)
@@ -55,28 +78,65 @@ async def current_seq(event_id: int) -> int:
     return await redis.call(read, 0)
 
 
-async def publish(
+@dataclass(frozen=True)
+class SeatCounts:
+    available: int
+    held: int
+    booked: int
+
+
+async def publish(event_id: int, message: dict[str, Any]) -> int | None:
+    """Number and publish one change that is not a seat change (call after commit)."""
+    return await _announce(event_id, message, [])
+
+
+async def publish_seats(
     event_id: int,
     message: dict[str, Any],
-    *,
-    version_key: str | None = None,
-    drop: Sequence[str] = (),
-    version_ttl_s: int = 0,
+    version: tuple[str, int],
+    change: SeatCounts,
+    seed: bool,
 ) -> int | None:
-    """Number and publish one change (call after commit); `seq` is filled in by Redis.
+    """Number and publish a seat change with the event's counts after it, and move the
+    event's cache version, in one round trip (call after commit).
 
-    With `version_key`, also drop the cached values `drop` and move that version, in the
-    same round trip. Returns the sequence number, or None when Redis did not answer.
+    `change` is added to the counts kept in Redis; with `seed` it *is* the counts.
+    `version` is the cache version key and its time to live. Returns the sequence
+    number, UNKNOWN_COUNTS when the counts must be recounted, or None when Redis did
+    not answer.
     """
-    encoded = orjson.dumps({**message, "event_id": event_id, "seq": 0})
-    keys = [seq_key(event_id), channel(event_id)]
-    if version_key is not None:
-        keys += [version_key, *drop]
+    version_key, version_ttl_s = version
+    mode = "seed" if seed else "add"
+    args: list[str | int] = [
+        version_ttl_s,
+        change.available,
+        change.held,
+        change.booked,
+        mode,
+        COUNTS_TTL_S,
+    ]
+    return await _announce(event_id, message, [version_key, counts_key(event_id)], args)
+
+
+async def _announce(
+    event_id: int, message: dict[str, Any], keys: list[str], args: list[str | int] | None = None
+) -> int | None:
+    opened = orjson.dumps({**message, "event_id": event_id})[:-1]  # the script closes it
+    all_keys = [seq_key(event_id), channel(event_id), *keys]
 
     async def send(client: Redis) -> int:
-        return int(await client.eval(_ANNOUNCE, len(keys), *keys, encoded, version_ttl_s))
+        return int(await client.eval(_ANNOUNCE, len(all_keys), *all_keys, opened, *(args or [0])))
 
     return await redis.call(send, None)
+
+
+async def drop_counts(event_id: int) -> None:
+    """Forget an event's seat counts (they are recounted at the next change)."""
+
+    async def drop(client: Redis) -> object:
+        return await client.delete(counts_key(event_id))
+
+    await redis.call(drop, None)
 
 
 class LiveHub:

@@ -119,7 +119,7 @@ async def _confirm(
     booking.status = BookingStatus.CONFIRMED
     booking.confirmed_at = datetime.now(UTC)
     await crud.add_tickets(session, [_ticket(booking, s) for s in seats])
-    await rules.announce_counted(uow, booking.event_id, [s.id for s in seats], SeatStatus.BOOKED)
+    rules.announce(uow, booking.event_id, seats, SeatStatus.BOOKED)
     await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
     await outbox.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
     return booking

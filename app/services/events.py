@@ -1,18 +1,19 @@
 """Events and their seat maps: create, update, publish, cancel, list, read."""
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
+import orjson
 
-from app.core.db import UnitOfWork, unit_of_work
+from app.core.config import get_settings
+from app.core.db import UnitOfWork, retry_read_once, unit_of_work
 from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from app.crud import bookings as bookings_crud
 from app.crud import events as crud
 from app.crud import inventory
 from app.crud import waitlist as waitlist_crud
 from app.infra import cache, changes, outbox
-from app.infra.cache import EventView, Payload
+from app.infra.cache import EventView, Freshness, Payload
+from app.infra.realtime import seq_key
 from app.models import Event, EventStatus, Role, User
 from app.schemas.common import Page
 from app.schemas.event import (
@@ -26,8 +27,6 @@ from app.schemas.event import (
     EventUpdate,
     GeneralAdmissionEventCreate,
     SeatedEventCreate,
-    SeatMap,
-    SeatRead,
 )
 from app.services import notifications
 
@@ -231,17 +230,19 @@ async def managed_detail(uow: UnitOfWork, user: User, event_id: int) -> EventDet
     return await _detail(uow, await _managed(uow, user, event_id))
 
 
-async def seat_map(uow: UnitOfWork, event_id: int) -> SeatMap:
-    """Every seat of a public event with the status a buyer sees."""
+SEAT_FIELDS = ("id", "label", "section", "row", "number", "price_cents", "status")
+
+
+async def seat_map(uow: UnitOfWork, event_id: int) -> tuple[bytes, dict[str, int]]:
+    """Every seat of a public event with the status a buyer sees, encoded as the
+    `SeatMap` JSON, and the seats counted by that status."""
     await _visible(uow, event_id)
     rows = await crud.seat_map(uow.session, event_id)
-    seats = [
-        SeatRead(
-            id=r[0], label=r[1], section=r[2], row=r[3], number=r[4], price_cents=r[5], status=r[6]
-        )
-        for r in rows
-    ]
-    return SeatMap(event_id=event_id, seats=seats)
+    counts = dict.fromkeys(("available", "held", "booked"), 0)
+    for row in rows:
+        counts[row[6]] += 1
+    seats = [dict(zip(SEAT_FIELDS, row, strict=True)) for row in rows]
+    return orjson.dumps({"event_id": event_id, "seats": seats}), counts
 
 
 async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
@@ -255,39 +256,66 @@ async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
 
 # Cached public reads: the encoded bytes, straight from Redis on a hit (DESIGN §5).
 
-Read = Callable[[UnitOfWork], Awaitable[BaseModel]]
-
-
-async def _cached_read(key: str, version_key: str, ttl: int, read: Read) -> Payload:
-    async def produce() -> bytes:
-        async with unit_of_work() as uow:
-            return (await read(uow)).model_dump_json().encode()
-
-    return await cache.cached(key, version_key, ttl, produce)
-
 
 async def list_public_payload(filters: EventFilters, limit: int, offset: int) -> Payload:
     key = cache.list_key(f"{filters}|{limit}|{offset}")
 
-    async def read(uow: UnitOfWork) -> BaseModel:
-        return await list_public(uow, filters, limit, offset)
+    async def produce() -> bytes:
+        async with unit_of_work() as uow:
+            page = await list_public(uow, filters, limit, offset)
+        return page.model_dump_json().encode()
 
-    return await _cached_read(key, cache.LIST_VERSION_KEY, cache.LIST_TTL_S, read)
-
-
-_READS: dict[EventView, tuple[Callable[[UnitOfWork, int], Awaitable[BaseModel]], int]] = {
-    EventView.DETAIL: (detail, cache.DETAIL_TTL_S),
-    EventView.SEATS: (seat_map, cache.SEATS_TTL_S),
-    EventView.STATUS: (status, cache.SEATS_TTL_S),
-}
+    return await cache.cached(key, cache.LIST_VERSION_KEY, cache.LIST_TTL_S, produce)
 
 
 async def event_payload(event_id: int, view: EventView) -> Payload:
-    """A public event's detail, seat map or status, as the bytes sent (NotFound if not public)."""
-    fn, ttl = _READS[view]
+    """A public event's detail, seat map or status, as the bytes sent (NotFound if not
+    public). Served from the cache while fresh enough (see `app.infra.cache`); past that,
+    one reader rebuilds while the others keep the cached bytes."""
+    if not get_settings().cache_enabled:
+        return await _build(event_id, view)
+    key, version_key = cache.event_key(event_id, view), cache.event_version_key(event_id)
+    found = await cache.fetch(key, version_key)
+    if found is not None:
+        if found.freshness() is Freshness.FRESH or not await cache.claim_refresh(key):
+            return found.payload
+        # Claimed: but the previous rebuilder may have stored (and let go) just now.
+        again = await cache.fetch(key, version_key)
+        if again is not None and again.freshness() is Freshness.FRESH:
+            await cache.release_refresh(key)
+            return again.payload
+    try:
+        payload = await _build(event_id, view)
+    except BaseException:
+        await cache.release_refresh(key)
+        raise
+    await cache.store_if_newer(key, payload, _TTL[view])
+    return payload
 
-    async def read(uow: UnitOfWork) -> BaseModel:
-        return await fn(uow, event_id)
 
-    key = cache.event_key(event_id, view)
-    return await _cached_read(key, cache.event_version_key(event_id), ttl, read)
+_TTL = {
+    EventView.DETAIL: cache.DETAIL_TTL_S,
+    EventView.SEATS: cache.SEATS_TTL_S,
+    EventView.STATUS: cache.SEATS_TTL_S,
+}
+
+
+async def _build(event_id: int, view: EventView) -> Payload:
+    """Read a view from PostgreSQL (once more if the connection was lost). The event's
+    version and live sequence number are read first: the data include every change up
+    to them, so the seat map doubles as a consistent live snapshot."""
+    version, seq = await cache.versions(cache.event_version_key(event_id), seq_key(event_id))
+    started = cache.now_ms()
+    body, counts = await retry_read_once(lambda: _read_view(event_id, view))
+    meta = ",".join(str(n) for n in (seq, counts["available"], counts["held"], counts["booked"]))
+    return Payload(cache.etag_of(body), body, version=version, built_ms=started, meta=meta)
+
+
+async def _read_view(event_id: int, view: EventView) -> tuple[bytes, dict[str, int]]:
+    async with unit_of_work() as uow:
+        if view is EventView.SEATS:
+            return await seat_map(uow, event_id)
+        read = await (detail(uow, event_id) if view is EventView.DETAIL else status(uow, event_id))
+    counts = read.availability if isinstance(read, EventDetail) else read
+    totals = {"available": counts.available, "held": counts.held, "booked": counts.booked}
+    return read.model_dump_json().encode(), totals

@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.core.config import get_settings
-from app.core.db import UNIQUE_VIOLATION, UnitOfWork, is_lock_failure, sqlstate
+from app.core.db import (
+    UNIQUE_VIOLATION,
+    UnitOfWork,
+    is_lock_failure,
+    retry_read_once,
+    sqlstate,
+    unit_of_work,
+)
 from app.core.errors import (
     DomainError,
     InvalidState,
@@ -23,6 +30,7 @@ from app.core.errors import (
 from app.crud import inventory as crud
 from app.crud.inventory import LockedSeat, SaleState
 from app.infra import changes
+from app.infra.realtime import SeatCounts
 from app.models import Booking, BookingSource, EventStatus, SeatStatus
 
 
@@ -55,17 +63,13 @@ def check_user_cap(already: int, adding: int) -> None:
         )
 
 
-async def hold_seats(
-    uow: UnitOfWork,
-    booking: Booking,
-    seats: Sequence[LockedSeat],
-) -> int:
+async def hold_seats(uow: UnitOfWork, booking: Booking, seats: Sequence[LockedSeat]) -> int:
     """Write `booking` (pending, not yet added) over `seats` (locked by the caller and
     free), and announce the change after commit; returns the new booking's id."""
     lapsed = sorted({s.booking_id for s in seats if s.booking_id is not None})
     await crud.expire_bookings(uow.session, lapsed)  # the holds these seats outlived
-    booking_id, totals = await crud.insert_booking(uow.session, booking, seats)
-    changes.seats_changed(uow, booking.event_id, [s.id for s in seats], SeatStatus.HELD, totals)
+    booking_id = await crud.insert_booking(uow.session, booking, seats)
+    announce(uow, booking.event_id, seats, SeatStatus.HELD)
     return booking_id
 
 
@@ -86,12 +90,26 @@ def pending_booking(
     return crud.new_pending_booking(user_id, event_id, seats, minutes, source, idempotency_key)
 
 
-async def announce_counted(
-    uow: UnitOfWork, event_id: int, seat_ids: Sequence[int], status: SeatStatus
+def announce(
+    uow: UnitOfWork, event_id: int, seats: Sequence[LockedSeat], status: SeatStatus
 ) -> None:
-    """Tell caches and live clients that seats moved to `status`, with fresh counts."""
-    totals = (await crud.counts(uow.session, event_id)).totals
-    changes.seats_changed(uow, event_id, seat_ids, status, totals)
+    """After commit, tell caches and live clients that `seats` (as locked, with their
+    stored status) moved to `status`; the event's counts move by the difference."""
+    change = dict.fromkeys(("available", "held", "booked"), 0)
+    for seat in seats:
+        change[seat.status] -= 1
+        change[status.value] += 1
+
+    async def recount() -> SeatCounts:
+        async def read() -> SeatCounts:
+            async with unit_of_work() as reading:
+                totals = await crud.stored_counts(reading.session, event_id)
+            return SeatCounts(totals.available, totals.held, totals.booked)
+
+        return await retry_read_once(read)
+
+    ids = [s.id for s in seats]
+    changes.seats_changed(uow, event_id, ids, status, SeatCounts(**change), recount)
 
 
 @contextmanager

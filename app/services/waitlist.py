@@ -30,16 +30,20 @@ async def pass_on(uow: UnitOfWork, event_id: int, seats: Sequence[LockedSeat]) -
     if not seats:
         return
     offered = await _offer_freed(uow, event_id, seats)
-    public = [s.id for s in seats if s.id not in set(offered)]
-    await inventory.free_seats(uow.session, public)
+    given = {s.id for s in offered}
+    public = [s for s in seats if s.id not in given]
+    await inventory.free_seats(uow.session, [s.id for s in public])
     if public:
-        await rules.announce_counted(uow, event_id, public, SeatStatus.AVAILABLE)
+        rules.announce(uow, event_id, public, SeatStatus.AVAILABLE)
     if offered:
-        await rules.announce_counted(uow, event_id, offered, SeatStatus.HELD)
+        rules.announce(uow, event_id, offered, SeatStatus.HELD)
 
 
-async def _offer_freed(uow: UnitOfWork, event_id: int, freed: Sequence[LockedSeat]) -> list[int]:
-    """Give freed seats (locked by the caller) to waiting entries; returns the seat ids given."""
+async def _offer_freed(
+    uow: UnitOfWork, event_id: int, freed: Sequence[LockedSeat]
+) -> list[LockedSeat]:
+    """Give freed seats (locked by the caller) to waiting entries; returns the seats given
+    (freed ones, and available ones locked here to complete an entry)."""
     entries = await crud.waiting_for_update(uow.session, event_id)
     if not entries or not await _on_sale(uow, event_id):
         return []
@@ -47,13 +51,13 @@ async def _offer_freed(uow: UnitOfWork, event_id: int, freed: Sequence[LockedSea
     freed_ids = {s.id for s in freed}
     others = await inventory.lock_available_seats(uow.session, event_id, wanted)
     pool = [*freed, *(s for s in others if s.id not in freed_ids)]
-    given: list[int] = []
+    given: list[LockedSeat] = []
     for entry in entries:
         if entry.quantity > len(pool):
             continue  # FIFO among those that fit: a smaller request behind may still fit
         seats, pool = pool[: entry.quantity], pool[entry.quantity :]
         await _offer(uow, entry, seats)
-        given.extend(s.id for s in seats)
+        given.extend(seats)
     return given
 
 
@@ -68,7 +72,7 @@ async def _on_sale(uow: UnitOfWork, event_id: int) -> bool:
 
 async def _offer(uow: UnitOfWork, entry: WaitlistEntry, seats: Sequence[LockedSeat]) -> None:
     booking = rules.pending_booking(entry.user_id, entry.event_id, seats, BookingSource.WAITLIST)
-    booking_id, _ = await inventory.insert_booking(uow.session, booking, seats)
+    booking_id = await inventory.insert_booking(uow.session, booking, seats)
     entry.status = WaitlistStatus.OFFERED
     entry.offered_booking_id = booking_id
     await outbox.enqueue(uow, WAITLIST_OFFER, booking_id=booking_id)
