@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 CONNECT_CONCURRENCY = 16  # snapshots being built for us at once
+CLOSE_S = 2.0  # at the end, for the server's half of the closing handshake
 HELD = "held"
 
 
@@ -102,7 +103,9 @@ async def _open(url: str, gate: asyncio.Semaphore) -> tuple[ClientConnection, in
     """One subscriber with its snapshot: (connection, snapshot seq, seconds it took)."""
     async with gate:
         started = time.perf_counter()
-        ws = await connect(url, max_size=None, ping_interval=None, open_timeout=30)
+        ws = await connect(
+            url, max_size=None, ping_interval=None, open_timeout=30, close_timeout=CLOSE_S
+        )
         first = orjson.loads(await ws.recv())
         if first.get("type") != "snapshot":
             await ws.close()
@@ -162,9 +165,10 @@ async def _main(url: str, count: int, deadline_s: float, pipe: Connection) -> No
     await loop.run_in_executor(None, pipe.recv)  # "stop"
     stop.set()
     cpu = time.process_time()
-    for ws, _, _ in opened:
-        await ws.close()
+    for reader in readers:
+        reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
+    await asyncio.gather(*(ws.close() for ws, _, _ in opened), return_exceptions=True)
     pipe.send(("done", {"seen": seen, "tally": tally, "cpu_s": cpu}))
 
 
@@ -196,16 +200,17 @@ class Subscribers:
         return self.ready
 
     def stop(self, timeout_s: float = 60) -> dict[str, Any]:
+        """The subscribers' figures ({"error": ...} when they did not answer in time)."""
         self._pipe.send("stop")
         if not self._pipe.poll(timeout_s):
-            raise TimeoutError("the live subscribers did not stop")
+            return {"error": f"the subscribers did not report within {timeout_s:.0f} s"}
         kind, self.done = self._pipe.recv()
         assert kind == "done", kind
         return self.done
 
     def cpu_seconds(self) -> float:
         """CPU the subscribers used between being ready and being stopped."""
-        if not self.ready or not self.done:
+        if "cpu_s" not in self.ready or "cpu_s" not in self.done:
             return 0.0
         return float(self.done["cpu_s"]) - float(self.ready["cpu_s"])
 

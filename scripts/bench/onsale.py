@@ -275,6 +275,8 @@ def channel_line(subscribers: dict[str, Any]) -> str:
     ]
     if subscribers.get("failed"):
         parts.append(f"failed: {subscribers['failed']}")
+    if subscribers.get("error"):
+        parts.append(str(subscribers["error"]))
     if tally is not None:
         parts.append(
             f"{tally.messages:,} messages, {tally.gaps} missing numbers, "
@@ -320,6 +322,10 @@ def sale_facts(run: SaleRun, subscribers: dict[str, Any], capacity: int) -> dict
         "confirms": route_line(route(sale.run, "confirm", seconds)),
         "buyers": dict(sale.outcomes.most_common()),
         "holds won at attempt": dict(sorted(sale.tries.items())),
+        "429/503 answers to buyers (each waited out and sent again, 3 sends at most)": {
+            f"{status} {'with' if after else 'WITHOUT'} Retry-After": n
+            for (status, after), n in sorted(sale.busy.items())
+        },
         "map staleness ms (probe)": (
             f"{map_lag} over {len(probe.lags)} holds followed; {len(probe.watching)} not seen "
             f"within {GRACE_S} s; poll p50 {percentiles(probe.polls)['p50']} ms"

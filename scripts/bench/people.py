@@ -22,14 +22,18 @@ from dataclasses import dataclass, field
 import orjson
 
 from scripts.bench.client import Connection, Reply, TransportError, request_bytes
+from scripts.bench.environment import BenchError
 from scripts.bench.loadgen import Recorder, Run
 from scripts.bench.seatmap import AVAILABLE, MapReader, status_of
 
 MAX_TRIES = 4  # holds a buyer tries before giving up
+BUSY_TRIES = 3  # sends of one request answered 429/503 (honouring Retry-After)
 PAY_S = (0.1, 0.5)  # a buyer pays this long after the hold (uniform)
 PROBE_WATCH = 16  # holds the probe follows at once
 PROBE_PAUSE_S = 0.01
-LOGIN_CONCURRENCY = 16
+LOGIN_CONCURRENCY = 8
+LOGIN_SETUP_S = 120.0  # logins before the sale keep retrying a 429/503 this long
+MAX_RETRY_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Sale:
     holds: list[tuple[float, list[int]]] = field(default_factory=list)  # (201 at, seats)
     outcomes: Counter[str] = field(default_factory=Counter)  # one per buyer
     tries: Counter[int] = field(default_factory=Counter)  # holds sent per buyer who held
+    busy: Counter[tuple[int, bool]] = field(default_factory=Counter)  # (429|503, Retry-After?)
 
 
 class Buyers:
@@ -100,7 +105,7 @@ class Buyers:
     async def _hold_chosen(self, conn: Connection, token: str, rng: random.Random) -> int | None:
         want, refused = rng.randint(1, 4), set[int]()
         for attempt in range(1, MAX_TRIES + 1):
-            seen = await self._recorder.send(conn, "map", self._map)
+            seen = await self._send(conn, "map", self._map)
             if seen is None or seen.status != 200:
                 return self._without(f"map read failed ({seen.status if seen else 'no answer'})")
             seats = self.reader.choose(seen.body, seen.etag, want, refused, rng)
@@ -155,7 +160,17 @@ class Buyers:
         self, conn: Connection, kind: str, path: str, body: bytes, token: str
     ) -> Reply | None:
         data = request_bytes("POST", path, self.spec.port, body, token)
-        return await self._recorder.send(conn, kind, data)
+        return await self._send(conn, kind, data)
+
+    async def _send(self, conn: Connection, kind: str, data: bytes) -> Reply | None:
+        """Send; after a 429 or 503, wait its Retry-After and send again (BUSY_TRIES in all)."""
+        for _ in range(BUSY_TRIES):
+            reply = await self._recorder.send(conn, kind, data)
+            if reply is None or reply.status not in (429, 503):
+                return reply
+            self.sale.busy[(reply.status, reply.retry_after is not None)] += 1
+            await asyncio.sleep(min(float(reply.retry_after or 1), MAX_RETRY_AFTER_S))
+        return reply
 
     def _without(self, text: str) -> int | None:
         """Record why a buyer ends without a booking (no booking: None)."""
@@ -230,18 +245,26 @@ def login_request(port: int, email: str, password: str, address: str | None = No
 
 
 async def log_in(port: int, emails: Sequence[str], password: str, timeout_s: float) -> list[str]:
-    """Access tokens from real logins, LOGIN_CONCURRENCY at a time (setup, not measured)."""
+    """Access tokens from real logins, LOGIN_CONCURRENCY at a time (setup, not measured).
+
+    A 429 or 503 is retried after its Retry-After, as a well-behaved client would.
+    """
     gate = asyncio.Semaphore(LOGIN_CONCURRENCY)
+    give_up = time.perf_counter() + LOGIN_SETUP_S
 
     async def one(email: str) -> str:
         async with gate:
             conn = Connection(port, timeout_s)
             try:
-                reply = await conn.send(login_request(port, email, password))
+                while True:
+                    reply = await conn.send(login_request(port, email, password))
+                    if reply.status not in (429, 503) or time.perf_counter() > give_up:
+                        break
+                    await asyncio.sleep(min(float(reply.retry_after or 1), MAX_RETRY_AFTER_S))
             finally:
                 conn.close()
         if reply.status != 200:
-            raise RuntimeError(f"login of {email} answered {reply.status}: {reply.body[:200]!r}")
+            raise BenchError(f"login of {email} answered {reply.status}: {reply.body[:200]!r}")
         return str(orjson.loads(reply.body)["access_token"])
 
     return list(await asyncio.gather(*(one(e) for e in emails)))
