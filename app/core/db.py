@@ -194,6 +194,41 @@ class Prepared:
         connection = await session.connection()
         return await connection.exec_driver_sql(self.sql, tuple(values[k] for k in self._order))
 
+    async def fetch(self, session: AsyncSession, **params: Any) -> list[Any]:
+        """For big results: the rows straight from asyncpg (tuple-like records), on the
+        session's connection, without SQLAlchemy's per-row result handling (measured on
+        a stadium's 50,000 seats: about 40 ms instead of 150-250 ms). Errors are raised as
+        `execute` raises them (SQLAlchemy's DBAPIError), a lost connection invalidated."""
+        values = {**self._constants, **params}
+        args = [values[k] for k in self._order]
+        connection = await session.connection()
+        adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+        try:
+            rows: list[Any] = await adapted.driver_connection.fetch(self.sql, *args)
+        except Exception as exc:
+            error = _translated(adapted, self.sql, args, exc)
+            if error.connection_invalidated:
+                await connection.invalidate()
+            raise error from exc
+        return rows
+
+
+def _translated(adapted: Any, sql: str, args: list[Any], exc: Exception) -> DBAPIError:
+    """An asyncpg error as SQLAlchemy would have raised it from `exec_driver_sql`."""
+    try:
+        adapted._handle_exception(exc)  # raises the DB-API form of `exc`
+    except Exception as dbapi_error:
+        error = DBAPIError.instance(
+            sql,
+            args,
+            dbapi_error,
+            adapted.dbapi.Error,
+            connection_invalidated=is_connection_lost(dbapi_error),
+        )
+        assert isinstance(error, DBAPIError)  # `dbapi_error` is a DB-API error
+        return error
+    raise AssertionError("unreachable")  # pragma: no cover
+
 
 def is_connection_lost(exc: BaseException) -> bool:
     """Whether `exc` means the database connection failed (killed, closed, refused, server

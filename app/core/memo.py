@@ -10,10 +10,13 @@ this table is the whole list of what a process may answer from memory:
 |                  |                             | account made by another process  | (5 s)       |
 | `seat_ranges`    | event id -> (min, max seat) | nothing (seat ids are fixed when | forever     |
 |                  |                             | the event is created)            |             |
+| `seat_layouts`   | event id -> encoded seats   | nothing (a seat's id, label,     | forever     |
+|                  | (everything but status)     | place and price never change)    |             |
 
 The process that changes an account forgets it at once (`accounts.pop` after commit);
 other processes see the change within ACCOUNT_TTL_S. Eviction is least-recently-used, so
-memory stays bounded whatever the traffic.
+memory stays bounded whatever the traffic (`seat_layouts` by their size in bytes: a
+50,000-seat stadium takes about 17 MB).
 """
 
 import time
@@ -22,6 +25,15 @@ from typing import Any
 from cachetools import LRUCache, TLRUCache, TTLCache
 
 ACCOUNT_TTL_S = 5.0
+SEAT_LAYOUT_BYTES = 128 * 1024 * 1024
+
+
+class Sized:
+    size: int
+
+
+def _size(value: Sized) -> int:
+    return value.size
 
 
 def _until_exp(_key: str, value: tuple[int, float], _now: float) -> float:
@@ -33,9 +45,10 @@ verified_tokens: TLRUCache[str, tuple[int, float]] = TLRUCache(
 )
 accounts: TTLCache[int, Any] = TTLCache(maxsize=20_000, ttl=ACCOUNT_TTL_S)
 seat_ranges: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=10_000)
+seat_layouts: LRUCache[int, Any] = LRUCache(maxsize=SEAT_LAYOUT_BYTES, getsizeof=_size)
 
 
 def forget_all() -> None:
     """Empty every cache (tests, whose ids restart with each test)."""
-    for cache in (verified_tokens, accounts, seat_ranges):
+    for cache in (verified_tokens, accounts, seat_ranges, seat_layouts):
         cache.clear()

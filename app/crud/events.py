@@ -1,8 +1,9 @@
 """Queries on events and their seat inventory. Never commits."""
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Integer, Row, Select, bindparam, case, func, insert, or_, select
+from sqlalchemy import Integer, Select, bindparam, case, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Prepared
@@ -10,7 +11,7 @@ from app.crud.inventory import seat_is_free
 from app.models import Event, EventStatus, Seat, SeatStatus
 from app.schemas.event import EventFilters
 
-SeatRow = Row[int, str, str, str, int, int, str]
+SeatRow = tuple[int, str, str, str, int, int]
 
 
 async def get(session: AsyncSession, event_id: int) -> Event | None:
@@ -73,32 +74,36 @@ async def list_managed(
     return await _page(session, stmt, limit, offset)
 
 
-def _seat_map() -> Prepared:
-    shown_status = case((seat_is_free(), SeatStatus.AVAILABLE.value), else_=Seat.status)
-    stmt = (
-        select(
-            Seat.id,
-            Seat.label,
-            Seat.section,
-            Seat.row,
-            Seat.number,
-            Seat.price_cents,
-            shown_status.label("status"),
-        )
-        .where(Seat.event_id == bindparam("event_id", type_=Integer))
-        .order_by(Seat.id)
+_EVENT = bindparam("event_id", type_=Integer)
+_SEAT_LAYOUT = Prepared(
+    select(Seat.id, Seat.label, Seat.section, Seat.row, Seat.number, Seat.price_cents).where(
+        Seat.event_id == _EVENT
     )
-    return Prepared(stmt)
+)
+_SEAT_STATES = Prepared(
+    select(Seat.id, case((seat_is_free(), SeatStatus.AVAILABLE.value), else_=Seat.status)).where(
+        Seat.event_id == _EVENT
+    )
+)
+# No ORDER BY in either: sorting a stadium's 50,000 rows spilled to disk in PostgreSQL,
+# while rows come back in insertion order, almost always id order, which Python sorts in
+# a few milliseconds.
 
 
-_SEAT_MAP = _seat_map()
+async def seat_layout(session: AsyncSession, event_id: int) -> list[SeatRow]:
+    """(id, label, section, row, number, price) of every seat, in id order: what never
+    changes once the event exists."""
+    return sorted(await _SEAT_LAYOUT.fetch(session, event_id=event_id), key=_seat_id)
 
 
-async def seat_map(session: AsyncSession, event_id: int) -> Sequence[SeatRow]:
-    """Seat rows (id, label, section, row, number, price, status) with the status a
-    customer should see (an expired hold shows as available), as plain tuples: a
-    stadium's 50,000 rows go straight to the encoder."""
-    return (await _SEAT_MAP.execute(session, event_id=event_id)).all()
+async def seat_states(session: AsyncSession, event_id: int) -> list[tuple[int, str]]:
+    """(id, status a buyer sees) of every seat, in id order (an expired hold shows as
+    available)."""
+    return sorted(await _SEAT_STATES.fetch(session, event_id=event_id), key=_seat_id)
+
+
+def _seat_id(row: Sequence[Any]) -> int:
+    return int(row[0])
 
 
 async def insert_seats(session: AsyncSession, rows: list[dict[str, object]]) -> None:

@@ -2,8 +2,6 @@
 
 from datetime import UTC, datetime
 
-import orjson
-
 from app.core.config import get_settings
 from app.core.db import UnitOfWork, retry_read_once, unit_of_work
 from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
@@ -28,7 +26,7 @@ from app.schemas.event import (
     GeneralAdmissionEventCreate,
     SeatedEventCreate,
 )
-from app.services import notifications
+from app.services import notifications, seatmap
 
 GA_SECTION = "GA"
 NOTIFIED_FIELDS = frozenset({"starts_at", "venue"})
@@ -230,19 +228,11 @@ async def managed_detail(uow: UnitOfWork, user: User, event_id: int) -> EventDet
     return await _detail(uow, await _managed(uow, user, event_id))
 
 
-SEAT_FIELDS = ("id", "label", "section", "row", "number", "price_cents", "status")
-
-
 async def seat_map(uow: UnitOfWork, event_id: int) -> tuple[bytes, dict[str, int]]:
     """Every seat of a public event with the status a buyer sees, encoded as the
     `SeatMap` JSON, and the seats counted by that status."""
     await _visible(uow, event_id)
-    rows = await crud.seat_map(uow.session, event_id)
-    counts = dict.fromkeys(("available", "held", "booked"), 0)
-    for row in rows:
-        counts[row[6]] += 1
-    seats = [dict(zip(SEAT_FIELDS, row, strict=True)) for row in rows]
-    return orjson.dumps({"event_id": event_id, "seats": seats}), counts
+    return await seatmap.encode(uow, event_id)
 
 
 async def status(uow: UnitOfWork, event_id: int) -> EventStatusRead:
