@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.core.db import UnitOfWork, unit_of_work
+from app.core.db import UnitOfWork, retry_read_once, unit_of_work
 from app.core.errors import Forbidden, NotAuthenticated
 from app.core.security import decode_access_token
 from app.models import Role, User
@@ -28,7 +28,12 @@ UoW = Annotated[UnitOfWork, Depends(get_uow)]
 async def get_current_user(uow: UoW, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
     if not token:
         raise NotAuthenticated("Log in first: send `Authorization: Bearer <token>`.")
-    return await users_service.active_user(uow, decode_access_token(token))
+    user_id = decode_access_token(token)
+    # A read at the start of the request, in a unit of work that has done nothing yet: safe
+    # to run again on a fresh connection if the first one was lost.
+    return await retry_read_once(
+        lambda: users_service.active_user(uow, user_id), before_retry=uow.rollback
+    )
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -7,10 +7,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core import errors
-from app.core.db import sqlstate
+from app.core.db import is_connection_lost, sqlstate
 from app.schemas.common import ErrorBody
 
 log = structlog.get_logger(__name__)
@@ -26,6 +27,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
     (errors.IdempotencyMismatch, 422),
     (errors.InvalidInput, 422),
     (errors.RateLimited, 429),
+    (errors.Unavailable, 503),
 ]
 
 DESCRIPTIONS = {
@@ -38,7 +40,15 @@ DESCRIPTIONS = {
     410: "The hold has expired",
     422: "Invalid request body or parameters",
     429: "Too many requests",
+    503: "Overloaded, or the database is unreachable: retry after `Retry-After` seconds",
 }
+
+# SQLSTATEs of a database at capacity: too_many_connections, query_canceled (statement_timeout).
+OVERLOAD_STATES = frozenset({"53300", "57014"})
+LOST = (
+    "The connection to the database was lost or refused; retry in a moment. A write may "
+    "or may not have been saved: retry it with the same Idempotency-Key to be safe."
+)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -61,7 +71,7 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if isinstance(exc, errors.RateLimited):
+    if "retry_after" in exc.extra:  # 429 and 503: when to come back
         headers = {"Retry-After": str(exc.extra["retry_after"])}
     return JSONResponse(
         _body(exc.detail, exc.code, **exc.extra), status_code=status, headers=headers
@@ -96,9 +106,29 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def unavailable(exc: BaseException) -> errors.Unavailable | None:
+    """The 503 for an error that means "not now" (overload, a lost connection), else None."""
+    if isinstance(exc, PoolTimeout):
+        return errors.Overloaded("Every database connection is busy; retry in a moment.")
+    if is_connection_lost(exc):
+        return errors.DatabaseUnavailable(LOST)
+    if sqlstate(exc) in OVERLOAD_STATES:
+        return errors.Overloaded("The database is at capacity; retry in a moment.")
+    return None
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    refusal = unavailable(exc)
+    if refusal is None:  # an OSError that is not about the database: a bug, as before
+        raise exc
+    log.info("unavailable", code=refusal.code, error=str(getattr(exc, "orig", exc))[:200])
+    return await _domain_error(request, refusal)
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # SQLSTATE class 22 (data exception): a value PostgreSQL cannot store, such as a NUL
-    # byte in a string, is the caller's error. Anything else from the database is a bug.
+    # byte in a string, is the caller's error. A lost connection or an overloaded database
+    # is a 503. Anything else from the database is a bug.
     if not (sqlstate(exc) or "").startswith("22"):
         return await _unexpected(request, exc)
     log.warning("rejected_value", error=str(getattr(exc, "orig", exc))[:200])
@@ -111,7 +141,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if unavailable(exc) is not None:  # however it got here, a lost connection is not a bug
+        return await _unavailable(request, exc)
     log.exception("unhandled_error", exc_info=exc)
     return JSONResponse(
         _body("Internal server error; it has been logged.", "internal_error"), status_code=500
@@ -123,4 +155,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    # Not DBAPIErrors: waiting too long for a pooled connection, and a socket refused or
+    # reset while connecting (PostgreSQL down or restarting).
+    app.add_exception_handler(PoolTimeout, _unavailable)
+    app.add_exception_handler(OSError, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -85,3 +85,37 @@ class InvalidInput(DomainError):
 class RateLimited(DomainError):
     code = "rate_limited"
     default_detail = "Too many requests; slow down."
+
+
+class Unavailable(DomainError):
+    """Not now, for lack of capacity: the caller should retry after `retry_after` seconds.
+    Refusing at once beats queueing a request until its client has given up."""
+
+    code = "unavailable"
+    default_detail = "The service is temporarily unavailable; retry shortly."
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after: int = 1, code: str | None = None
+    ) -> None:
+        super().__init__(detail, code=code, retry_after=max(1, retry_after))
+
+
+class Busy(Unavailable):
+    """Every password-hashing slot of this process is taken (a login or sign-up rush)."""
+
+    code = "busy"
+    default_detail = "Too many logins and sign-ups are being processed; retry shortly."
+
+
+class Overloaded(Unavailable):
+    """No database connection became free in time (DB_POOL_TIMEOUT_S)."""
+
+    code = "overloaded"
+    default_detail = "The service is at capacity; retry shortly."
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database connection was lost or could not be opened."""
+
+    code = "database_unavailable"
+    default_detail = "The database is unreachable; retry shortly."

@@ -1,28 +1,37 @@
-"""Accounts: registration, login, roles."""
+"""Accounts: registration, login, roles.
 
-from functools import lru_cache
+Password hashes are made and checked in `security.hasher`'s threads, off the event loop,
+and never while this unit of work holds a database connection: a login rush then costs
+hashing threads only, not the connections that buyers and readers need.
+"""
 
 from sqlalchemy.exc import IntegrityError
 
 from app.core import memo
+from app.core.config import get_settings
 from app.core.db import UnitOfWork
 from app.core.errors import Conflict, InvalidState, NotAuthenticated, NotFound
-from app.core.security import hash_password, verify_password
+from app.core.security import hasher
 from app.crud import users as crud
 from app.infra import ratelimit
 from app.models import Role, User
 from app.schemas.user import UserCreate, UserRead
 
+_dummy_hashes: dict[int, str] = {}  # bcrypt cost -> a hash of nobody's password
 
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
+
+async def _dummy_hash() -> str:
     """Checked when the e-mail is unknown, so a failed login takes as long either way."""
-    return hash_password("not-a-real-password")
+    rounds = get_settings().bcrypt_rounds
+    if rounds not in _dummy_hashes:
+        _dummy_hashes[rounds] = await hasher.hash("not-a-real-password")
+    return _dummy_hashes[rounds]
 
 
 async def register(uow: UnitOfWork, data: UserCreate, client_ip: str = "") -> UserRead:
     """Create a customer account; the role is never taken from the request."""
     await ratelimit.hit(ratelimit.register_per_ip(), client_ip)
+    password_hash = await hasher.hash(data.password)  # before the database is touched
     email = data.email.lower()
     if await crud.get_by_email(uow.session, email) is not None:
         raise Conflict("An account with this e-mail already exists.")
@@ -31,7 +40,7 @@ async def register(uow: UnitOfWork, data: UserCreate, client_ip: str = "") -> Us
         User(
             email=email,
             full_name=data.full_name,
-            password_hash=hash_password(data.password),
+            password_hash=password_hash,
             role=Role.CUSTOMER,
             is_active=True,
         ),
@@ -44,7 +53,7 @@ async def register(uow: UnitOfWork, data: UserCreate, client_ip: str = "") -> Us
     return UserRead.model_validate(user)
 
 
-async def login(uow: UnitOfWork, email: str, password: str, client_ip: str) -> User:
+async def login(uow: UnitOfWork, email: str, password: str, client_ip: str) -> int:
     """`authenticate`, rate limited per address and per account's failed attempts."""
     account = email.strip().lower()
     await ratelimit.hit(ratelimit.login_per_ip(), client_ip)
@@ -56,15 +65,16 @@ async def login(uow: UnitOfWork, email: str, password: str, client_ip: str) -> U
         raise
 
 
-async def authenticate(uow: UnitOfWork, email: str, password: str) -> User:
-    """The active user with these credentials, else `NotAuthenticated`."""
-    user = await crud.get_by_email(uow.session, email)
-    if user is None:
-        verify_password(password, _dummy_hash())
+async def authenticate(uow: UnitOfWork, email: str, password: str) -> int:
+    """The id of the active user with these credentials, else `NotAuthenticated`."""
+    found = await crud.credentials(uow.session, email)
+    await uow.release()  # the connection goes back to the pool before the slow part
+    if found is None:
+        await hasher.verify(password, await _dummy_hash())
         raise NotAuthenticated("Incorrect e-mail or password.")
-    if not verify_password(password, user.password_hash) or not user.is_active:
+    if not await hasher.verify(password, found.password_hash) or not found.is_active:
         raise NotAuthenticated("Incorrect e-mail or password.")
-    return user
+    return found.id
 
 
 async def active_user(uow: UnitOfWork, user_id: int) -> User:
@@ -109,7 +119,11 @@ async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> Us
 async def ensure_user(
     uow: UnitOfWork, email: str, password: str, role: Role, full_name: str = ""
 ) -> tuple[User, bool]:
-    """Create the user, or give an existing one `role`; (user, created). For CLIs and seeds."""
+    """Create the user, or give an existing one `role`; (user, created). For CLIs and seeds.
+
+    The hash is made first, so a fresh unit of work holds no connection while it runs
+    (and it waits for a hashing thread rather than being refused)."""
+    password_hash = await hasher.hash(password, wait=True)
     user = await crud.get_by_email(uow.session, email)
     created = user is None
     if user is None:
@@ -118,7 +132,7 @@ async def ensure_user(
             User(
                 email=email.lower(),
                 full_name=full_name,
-                password_hash=hash_password(password),
+                password_hash=password_hash,
                 role=role,
             ),
         )

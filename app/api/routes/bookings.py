@@ -15,7 +15,10 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
 
 
 @router.post(
-    "/", status_code=201, response_model=BookingRead, responses=responses(401, 404, 409, 422, 429)
+    "/",
+    status_code=201,
+    response_model=BookingRead,
+    responses=responses(401, 404, 409, 422, 429, 503),
 )
 async def hold_seats(
     uow: UoW, user: CurrentUser, body: BookingCreate, idempotency_key: IdempotencyKey = None
@@ -48,7 +51,7 @@ async def get_booking(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRea
 @router.post(
     "/{booking_id}/confirm",
     response_model=BookingRead,
-    responses=responses(401, 402, 404, 409, 410, 422),
+    responses=responses(401, 402, 404, 409, 410, 422, 503),
 )
 async def confirm_booking(
     uow: UoW,
@@ -68,7 +71,7 @@ async def confirm_booking(
 
 
 @router.post(
-    "/{booking_id}/cancel", response_model=BookingRead, responses=responses(401, 404, 409, 422)
+    "/{booking_id}/cancel", response_model=BookingRead, responses=responses(401, 404, 409, 422, 503)
 )
 async def cancel_booking(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRead:
     """Cancel a pending or confirmed booking (owner or admin); its seats are freed."""
