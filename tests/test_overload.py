@@ -208,6 +208,7 @@ class TestBackendsKilled:
         with pytest.raises(DBAPIError) as raised:
             await self.killed_in_a_unit_of_work(use_it_after=True)
         assert is_connection_lost(raised.value)
+        assert is_connection_lost(raised.value.orig)  # the DB-API error it wraps, too
         async with unit_of_work() as uow:  # and the pool hands out live connections again
             assert await uow.session.scalar(text("SELECT 2")) == 2
 
@@ -252,6 +253,8 @@ class TestMapping:
         assert is_connection_lost(_dbapi_error("57P01"))  # pg_terminate_backend
         assert is_connection_lost(_dbapi_error("08006"))
         assert is_connection_lost(_dbapi_error(None, "the underlying connection is closed"))
+        assert is_connection_lost(asyncpg.InterfaceError("the underlying connection is closed"))
+        assert not is_connection_lost(asyncpg.InterfaceError("another operation is in progress"))
         assert not is_connection_lost(_dbapi_error("23505"))
         assert not is_connection_lost(_dbapi_error("55P03"))
         assert not is_connection_lost(OSError("No such file"))

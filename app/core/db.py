@@ -232,24 +232,36 @@ def _translated(adapted: Any, sql: str, args: list[Any], exc: Exception) -> DBAP
 
 def is_connection_lost(exc: BaseException) -> bool:
     """Whether `exc` means the database connection failed (killed, closed, refused, server
-    restarting), not that a statement was wrong: the request may be retried as it is."""
+    restarting), not that a statement was wrong: the request may be retried as it is.
+    Understands SQLAlchemy's errors, the DB-API errors they wrap, and asyncpg's own."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    state = sqlstate(exc) or getattr(exc, "sqlstate", None) or ""
+    wrapped = isinstance(exc, DBAPIError)  # what it wraps came from the driver
+    return any(_lost(error, wrapped) for error in _causes(exc))
+
+
+def _lost(error: BaseException, from_driver: bool) -> bool:
+    state = getattr(error, "sqlstate", None) or ""
     if state.startswith("08") or state in CONNECTION_LOST_STATES:
         return True
-    if isinstance(exc, DBAPIError):
-        return any(text in str(exc.orig) for text in CLOSED_MESSAGES)
-    # Not wrapped by SQLAlchemy: a refused or reset socket while connecting (PostgreSQL is
-    # down or restarting; asyncpg joins one error per address into an OSError), or
-    # asyncpg's own InterfaceError on a closed connection.
-    if isinstance(exc, ConnectionError):
+    # A refused or reset socket while connecting (PostgreSQL down or restarting; asyncpg
+    # joins one error per address into a plain OSError).
+    if isinstance(error, ConnectionError):
         return True
-    if isinstance(exc, OSError):
-        return "Connect call failed" in str(exc)
-    return type(exc).__module__.startswith("asyncpg") and any(
-        text in str(exc) for text in CLOSED_MESSAGES
-    )
+    if isinstance(error, OSError):
+        return "Connect call failed" in str(error)
+    from_driver = from_driver or type(error).__module__.startswith(("asyncpg", "sqlalchemy"))
+    return from_driver and any(text in str(error) for text in CLOSED_MESSAGES)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc`, the DB-API error it wraps (`orig`), what caused that, and so on."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 5:
+        chain.append(current)
+        current = getattr(current, "orig", None) or current.__cause__
+    return chain
 
 
 async def retry_read_once(
