@@ -1,7 +1,8 @@
 """Test setup: a dedicated PostgreSQL database, created and migrated here, and real Redis.
 
 DATABASE_URL / REDIS_URL name the servers (`make test` finds or starts them); the tests
-use the database `evently_test` on that server and Redis database 15.
+use the database `evently_test` on that server and Redis database 15 (EVENTLY_TEST_DATABASE
+and EVENTLY_TEST_REDIS_DB name others, so two runs on one machine do not meet).
 """
 
 import asyncio
@@ -15,9 +16,12 @@ from sqlalchemy.engine import make_url
 BASE_DATABASE_URL = os.environ.get(
     "DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/evently"
 )
-TEST_DATABASE_URL = make_url(BASE_DATABASE_URL).set(database="evently_test")
+TEST_DATABASE = os.environ.get("EVENTLY_TEST_DATABASE", "evently_test")
+TEST_DATABASE_URL = make_url(BASE_DATABASE_URL).set(database=TEST_DATABASE)
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-TEST_REDIS_URL = BASE_REDIS_URL.rsplit("/", 1)[0] + "/15"
+TEST_REDIS_URL = (
+    BASE_REDIS_URL.rsplit("/", 1)[0] + "/" + os.environ.get("EVENTLY_TEST_REDIS_DB", "15")
+)
 
 os.environ.update(
     APP_ENV="test",
@@ -54,15 +58,15 @@ def _plain_dsn(url: Any, database: str) -> str:
 async def _recreate_database() -> None:
     conn = await asyncpg.connect(_plain_dsn(TEST_DATABASE_URL, "postgres"))
     try:
-        await conn.execute("DROP DATABASE IF EXISTS evently_test WITH (FORCE)")
-        await conn.execute("CREATE DATABASE evently_test")
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
     finally:
         await conn.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def database() -> str:
-    """A fresh `evently_test` database at the head migration, for the whole run."""
+    """A fresh test database at the head migration, for the whole run."""
     asyncio.run(_recreate_database())
     upgrade(TEST_DATABASE_URL.render_as_string(hide_password=False))
     return TEST_DATABASE_URL.render_as_string(hide_password=False)

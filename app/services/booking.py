@@ -53,6 +53,10 @@ async def hold(
     await ratelimit.hit(ratelimit.holds_per_user(), str(user.id))
     with rules.contention(lambda: SeatsUnavailable(SEATS_BUSY)):
         seats = await _lock_seats(uow, user, request)
+        # Seats first: under a rush most holds are refused here, one statement in. Seats
+        # found prove the event exists; with none, the event's own state answers first.
+        if seats:
+            _check_seats(request, seats)
         # Read the event only now, after the seat locks: an event cancelled meanwhile is seen.
         state = await inventory.sale_state(uow.session, user.id, request.event_id)
         state = rules.check_on_sale(request.event_id, state)
