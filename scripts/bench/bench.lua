@@ -6,7 +6,8 @@
 --   confirm  as holds, and every 201 is followed by POST /bookings/{id}/confirm as that
 --            user, on the next request slot of the same thread
 -- done() prints one line, "BENCH_JSON {...}", with latency percentiles (µs) and the
--- responses counted by HTTP status (wrk itself only counts "status >= 400").
+-- responses counted by HTTP status (wrk itself only counts "status >= 400"), and how
+-- many 429/503 answers carried Retry-After.
 
 local threads = {}
 local created = 0
@@ -25,6 +26,7 @@ function init(args)
   holds_sent = 0
   confirms_sent = 0
   cache_hits = 0
+  retry_after = 0
   queue = {}
   items = {}
   tokens = {}
@@ -67,6 +69,9 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if (status == 429 or status == 503) and (headers["retry-after"] or headers["Retry-After"]) then
+    retry_after = retry_after + 1
+  end
   if (headers["x-cache"] or headers["X-Cache"]) == "hit" then
     cache_hits = cache_hits + 1
   end
@@ -84,7 +89,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local merged, ex, holds, confirms, hits = {}, 0, 0, 0, 0
+  local merged, ex, holds, confirms, hits, after = {}, 0, 0, 0, 0, 0
   for _, t in ipairs(threads) do
     for code, n in pairs(t:get("statuses") or {}) do
       merged[code] = (merged[code] or 0) + n
@@ -93,6 +98,7 @@ function done(summary, latency, requests)
     holds = holds + (t:get("holds_sent") or 0)
     confirms = confirms + (t:get("confirms_sent") or 0)
     hits = hits + (t:get("cache_hits") or 0)
+    after = after + (t:get("retry_after") or 0)
   end
   local parts = {}
   for code, n in pairs(merged) do
@@ -104,10 +110,10 @@ function done(summary, latency, requests)
     '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
     '"latency_us": {"min": %d, "mean": %.1f, "p50": %d, "p90": %d, "p99": %d, ' ..
     '"p999": %d, "max": %d}, "statuses": {%s}, "exhausted_threads": %d, ' ..
-    '"holds_sent": %d, "confirms_sent": %d, "cache_hits": %d}\n',
+    '"holds_sent": %d, "confirms_sent": %d, "cache_hits": %d, "retry_after": %d}\n',
     summary.duration, summary.requests, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9), latency.max,
-    table.concat(parts, ", "), ex, holds, confirms, hits))
+    table.concat(parts, ", "), ex, holds, confirms, hits, after))
 end

@@ -55,8 +55,9 @@ class Seen:
 @dataclass
 class Tally:
     messages: int = 0
-    gaps: int = 0  # a change number skipped (a change never delivered)
-    out_of_order: int = 0  # a number not above the previous one
+    gaps: int = 0  # change numbers skipped (changes never delivered)
+    repeats: int = 0  # a number equal to the previous one
+    went_back: int = 0  # a number below the previous one (the numbering restarted?)
     resyncs: int = 0  # snapshots after the first
     closed: dict[str, int] = field(default_factory=dict)  # how subscribers ended early
     examples: list[str] = field(default_factory=list)  # a few of the gaps and disorders
@@ -75,16 +76,17 @@ def _on_message(raw: str | bytes, seq: int, seen: Seen, tally: Tally) -> int:
     if message.get("type") == "snapshot":
         tally.resyncs += 1
         return number
-    if number <= seq:
-        tally.out_of_order += 1
-        tally.note(f"{message.get('type')} #{number} after #{seq}")
-        return seq
-    if number > seq + 1:
-        tally.gaps += number - seq - 1
-        tally.note(f"{message.get('type')} #{number} after #{seq}")
     if message.get("type") == "seats" and message.get("status") == HELD:
-        seen.add([int(s) for s in message.get("seat_ids", ())], at)
-    return number
+        seen.add([int(s) for s in message.get("seat_ids", ())], at)  # delivered, in order or not
+    if number == seq:
+        tally.repeats += 1
+    elif number < seq:
+        tally.went_back += 1
+    elif number > seq + 1:
+        tally.gaps += number - seq - 1
+    if number != seq + 1:
+        tally.note(f"{message.get('type')} #{number} after #{seq}")
+    return number  # after a restart, follow the new numbering
 
 
 async def _subscriber(

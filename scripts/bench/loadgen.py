@@ -30,6 +30,7 @@ class Sample:
     ended: float
     code: str = ""  # the error body's `code` for 4xx answers we care about
     cache_hit: bool = False
+    retry_after: bool = False  # the answer carried `Retry-After`
 
     @property
     def ms(self) -> float:
@@ -75,7 +76,15 @@ class Recorder:
             found = re.search(rb'"code":"([a-z_]+)"', reply.body)
             code = found.group(1).decode() if found else ""
         self.run.samples.append(
-            Sample(kind, reply.status, reply.started, reply.ended, code, reply.cache_hit)
+            Sample(
+                kind,
+                reply.status,
+                reply.started,
+                reply.ended,
+                code,
+                reply.cache_hit,
+                reply.retry_after is not None,
+            )
         )
         return reply
 

@@ -27,7 +27,15 @@ import uvloop
 
 from scripts.bench.client import Connection, TransportError, request_bytes
 from scripts.bench.loadgen import Recorder, Run
-from scripts.bench.onsale import Reads, merged_statuses, merged_transport, read_map, route, warm_map
+from scripts.bench.onsale import (
+    Reads,
+    merged_statuses,
+    merged_transport,
+    read_map,
+    route,
+    server_errors_line,
+    warm_map,
+)
 from scripts.bench.people import FilesPeak, login_request, percentiles
 from scripts.bench.report import Result
 from scripts.bench.scenarios import Context, Measured, _invariants, _warm_pools
@@ -45,6 +53,7 @@ class Login:
     status: int  # 0: no answer (see `error`)
     seconds: float  # from before connecting to the answer
     retry_after: bool
+    wait_s: float | None = None  # the Retry-After, when it was a number of seconds
     error: str = ""
 
 
@@ -70,14 +79,16 @@ async def _log_in(port: int, index: int, at: float, timeout_s: float, rush: Rush
         reply = await conn.send(data)
     except (TransportError, OSError, TimeoutError) as exc:
         error = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-        rush.logins.append(Login(0, time.perf_counter() - started, False, error))
+        rush.logins.append(Login(0, time.perf_counter() - started, False, error=error))
         return
     finally:
         conn.close()
     if reply.status == 200 and "access_token" not in orjson.loads(reply.body):
-        rush.logins.append(Login(0, reply.ended - started, False, "200 without a token"))
+        rush.logins.append(Login(0, reply.ended - started, False, error="200 without a token"))
         return
-    rush.logins.append(Login(reply.status, reply.ended - started, reply.retry_after is not None))
+    after = reply.retry_after
+    wait = float(after) if after is not None and after.isdigit() else None
+    rush.logins.append(Login(reply.status, reply.ended - started, after is not None, wait))
 
 
 async def _holder(
@@ -159,6 +170,9 @@ def _login_counts(logins: Sequence[Login]) -> dict[str, Any]:
         "429 with Retry-After": sum(1 for x in logins if x.status == 429 and x.retry_after),
         "503": statuses.get(503, 0),
         "503 with Retry-After": sum(1 for x in logins if x.status == 503 and x.retry_after),
+        "Retry-After s (p50, p99, max)": list(
+            percentiles([x.wait_s for x in logins if x.wait_s is not None], 1).values()
+        ),
         "other statuses": other,
         "no answer": dict(errors),
     }
@@ -223,6 +237,7 @@ def _result(ctx: Context, rush: Rush, details: dict[str, Any]) -> Result:
                     f"{holds['statuses']}"
                 ),
                 "5xx (503 with Retry-After on logins excepted)": _server_errors(rush),
+                "5xx of the map readers and holds": server_errors_line(reads, [rush.holds]),
                 "open files (peak)": rush.files.facts(),
             },
             "generator": {

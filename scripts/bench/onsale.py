@@ -51,6 +51,7 @@ class Reads:
     p99: float | None
     statuses: dict[int, int]
     transport: dict[str, int]
+    retry_after: int  # 429/503 answers that carried Retry-After
 
     @property
     def rate(self) -> float:
@@ -94,6 +95,7 @@ async def _wrk_reads(ctx: Context, path: str, stop: asyncio.Event, bound_s: floa
         out.latency_ms["p99"],
         out.statuses,
         out.transport_errors,
+        out.retry_after,
     )
 
 
@@ -124,6 +126,7 @@ async def _python_reads(ctx: Context, path: str, stop: asyncio.Event, bound_s: f
         ms["p99"],
         run.statuses(),
         dict(run.transport_errors),
+        busy_with_retry_after(run),
     )
 
 
@@ -279,8 +282,8 @@ def channel_line(subscribers: dict[str, Any]) -> str:
         parts.append(str(subscribers["error"]))
     if tally is not None:
         parts.append(
-            f"{tally.messages:,} messages, {tally.gaps} missing numbers, "
-            f"{tally.out_of_order} out of order, {tally.resyncs} resync snapshots"
+            f"{tally.messages:,} messages, {tally.gaps} missing numbers, {tally.repeats} "
+            f"repeated, {tally.went_back} going back, {tally.resyncs} resync snapshots"
         )
         if tally.closed:
             parts.append(f"closed during the sale: {tally.closed}")
@@ -294,6 +297,22 @@ def merged_statuses(reads: Reads, runs: Sequence[Run]) -> dict[int, int]:
     for run in runs:
         total.update(run.statuses())
     return dict(sorted(total.items()))
+
+
+def busy_with_retry_after(run: Run) -> int:
+    return sum(1 for s in run.samples if s.status in (429, 503) and s.retry_after)
+
+
+def server_errors_line(reads: Reads, runs: Sequence[Run]) -> str:
+    """5xx, and how many of them were the overload answer (503 with Retry-After)."""
+    statuses = merged_statuses(reads, runs)
+    errors = sum(n for status, n in statuses.items() if status >= 500)
+    busy = reads.retry_after + sum(busy_with_retry_after(run) for run in runs)
+    overload = sum(n for status, n in statuses.items() if status == 503)
+    return (
+        f"{errors:,}, of them {overload:,} 503 ({busy:,} of the 429/503 answers carried "
+        "Retry-After)"
+    )
 
 
 def merged_transport(reads: Reads, runs: Sequence[Run]) -> dict[str, int]:
@@ -341,6 +360,7 @@ def sale_facts(run: SaleRun, subscribers: dict[str, Any], capacity: int) -> dict
         "open files (peak)": (
             run.files.facts() + f", live subscribers' process {subscribers.get('open_files')}"
         ),
+        "5xx": server_errors_line(run.reads, [sale.run]),
         "generator CPU s": round(sale.run.cpu_seconds, 2),
     }
 

@@ -28,6 +28,7 @@ class WrkResult:
     holds_sent: int = 0
     confirms_sent: int = 0
     cache_hits: int = 0  # responses with `X-Cache: hit`
+    retry_after: int = 0  # 429 and 503 responses with `Retry-After`
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -145,5 +146,6 @@ def _result(args: list[str], code: int, stdout: str, stderr: str, log: Path | No
         holds_sent=int(data["holds_sent"]),
         confirms_sent=int(data["confirms_sent"]),
         cache_hits=int(data["cache_hits"]),
+        retry_after=int(data.get("retry_after", 0)),
         raw=data,
     )
