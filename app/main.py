@@ -9,7 +9,17 @@ from fastapi import FastAPI
 from app.api import errors
 from app.api.fastpath import CachedReadsMiddleware
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import admin, auth, bookings, events, health, live, notifications, waitlist
+from app.api.routes import (
+    admin,
+    auth,
+    bookings,
+    events,
+    health,
+    live,
+    notifications,
+    waiting_room,
+    waitlist,
+)
 from app.core.config import get_settings
 from app.core.db import db
 from app.core.logging import configure_logging
@@ -43,7 +53,8 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
-    for module in (auth, events, live, bookings, waitlist, notifications, admin, health):
+    routers = (auth, events, live, waiting_room, bookings, waitlist, notifications, admin, health)
+    for module in routers:
         app.include_router(module.router)
     return app
 

@@ -65,6 +65,15 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+AdmissionToken = Annotated[
+    str | None,
+    Header(
+        alias="Admission-Token",
+        max_length=200,
+        description="Events with a waiting room: the admission it gave you.",
+    ),
+]
+
 
 def client_ip(request: Request) -> str:
     """The caller's address (behind a proxy, run uvicorn with --proxy-headers)."""

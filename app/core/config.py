@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     rate_limit_login_failures: str = "5/minute"
     rate_limit_register_ip: str = "10/minute"
     rate_limit_hold_user: str = "30/minute"
+    rate_limit_queue_join_ip: str = "30/minute"
+
+    # Waiting room: after Redis lost a line, admissions pause this long while the people
+    # in it come back with their queue tokens, so they are admitted in their old order.
+    queue_rebuild_s: int = Field(default=10, ge=0, le=600)
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal

@@ -119,3 +119,17 @@ class DatabaseUnavailable(Unavailable):
 
     code = "database_unavailable"
     default_detail = "The database is unreachable; retry shortly."
+
+
+class AdmissionRequired(Forbidden):
+    """A hold on an event with a waiting room, without a valid admission from it."""
+
+    code = "admission_required"
+    default_detail = "This event has a waiting room: join it and book once admitted."
+
+
+class QueueUnavailable(Unavailable):
+    """The waiting room cannot answer (Redis is unreachable): it fails closed."""
+
+    code = "queue_unavailable"
+    default_detail = "The waiting room is unavailable right now; keep your place and retry."

@@ -12,9 +12,14 @@ this table is the whole list of what a process may answer from memory:
 |                  |                             | the event is created)            |             |
 | `seat_layouts`   | event id -> encoded seats   | nothing (a seat's id, label,     | forever     |
 |                  | (everything but status)     | place and price never change)    |             |
+| `sale_gates`     | event id -> its sale start  | a changed sale start or waiting- | SALE_GATE_  |
+|                  | and waiting-room settings   | room setting made by another     | TTL_S (5 s) |
+|                  | (`services.waiting_room`)   | process                          |             |
 
 The process that changes an account forgets it at once (`accounts.pop` after commit);
-other processes see the change within ACCOUNT_TTL_S. Eviction is least-recently-used, so
+other processes see the change within ACCOUNT_TTL_S. The same goes for an event's sale
+settings (`sale_gates`, read by every hold: without it each hold would pay a round trip
+to learn whether the event has a waiting room). Eviction is least-recently-used, so
 memory stays bounded whatever the traffic (`seat_layouts` by their size in bytes: a
 50,000-seat stadium takes about 17 MB).
 """
@@ -25,6 +30,7 @@ from typing import Any
 from cachetools import LRUCache, TLRUCache, TTLCache
 
 ACCOUNT_TTL_S = 5.0
+SALE_GATE_TTL_S = 5.0
 SEAT_LAYOUT_BYTES = 128 * 1024 * 1024
 
 
@@ -46,9 +52,10 @@ verified_tokens: TLRUCache[str, tuple[int, float]] = TLRUCache(
 accounts: TTLCache[int, Any] = TTLCache(maxsize=20_000, ttl=ACCOUNT_TTL_S)
 seat_ranges: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=10_000)
 seat_layouts: LRUCache[int, Any] = LRUCache(maxsize=SEAT_LAYOUT_BYTES, getsizeof=_size)
+sale_gates: TTLCache[int, Any] = TTLCache(maxsize=10_000, ttl=SALE_GATE_TTL_S)
 
 
 def forget_all() -> None:
     """Empty every cache (tests, whose ids restart with each test)."""
-    for cache in (verified_tokens, accounts, seat_ranges, seat_layouts):
+    for cache in (verified_tokens, accounts, seat_ranges, seat_layouts, sale_gates):
         cache.clear()

@@ -101,3 +101,7 @@ def register_per_ip() -> Limit:
 
 def holds_per_user() -> Limit:
     return limit("hold-user", get_settings().rate_limit_hold_user)
+
+
+def queue_join_per_ip() -> Limit:
+    return limit("queue-join-ip", get_settings().rate_limit_queue_join_ip)

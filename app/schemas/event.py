@@ -2,7 +2,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from app.models.enums import EventStatus, Seating, SeatStatus
 from app.schemas.common import ORMModel
@@ -25,12 +25,48 @@ class SeatLayout(BaseModel):
     sections: Annotated[list[SectionLayout], Field(min_length=1, max_length=50)]
 
 
+AdmitPerSecond = Annotated[int, Field(ge=1, le=10_000, description="Fans let in per second")]
+AdmissionMinutes = Annotated[
+    int, Field(ge=1, le=120, description="How long an admission lets its holder book")
+]
+
+
+class QueueSettings(BaseModel):
+    """The event's virtual waiting room: with it on, holds need an admission token."""
+
+    enabled: bool = False
+    admit_per_second: AdmitPerSecond = 50
+    admission_minutes: AdmissionMinutes = 10
+
+
+class QueueUpdate(BaseModel):
+    """Any of the waiting-room settings; the rate may change during the sale."""
+
+    enabled: bool | None = None
+    admit_per_second: AdmitPerSecond | None = None
+    admission_minutes: AdmissionMinutes | None = None
+
+
+SaleStartsAt = Annotated[
+    AwareDatetime | None,
+    Field(description="When holds (and admissions from the waiting room) begin"),
+]
+
+
 class EventBase(BaseModel):
     name: Name
     description: str = Field(default="", max_length=10_000)
     venue: Name
     category: Category = "other"
     starts_at: AwareDatetime
+    sale_starts_at: SaleStartsAt = None
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+
+    @model_validator(mode="after")
+    def _sale_before_event(self) -> "EventBase":
+        if self.sale_starts_at is not None and self.sale_starts_at >= self.starts_at:
+            raise ValueError("`sale_starts_at` must be before `starts_at`")
+        return self
 
 
 class SeatedEventCreate(EventBase):
@@ -55,6 +91,8 @@ class EventUpdate(BaseModel):
     venue: Name | None = None
     category: Category | None = None
     starts_at: AwareDatetime | None = None
+    sale_starts_at: SaleStartsAt = None
+    queue: QueueUpdate | None = None
 
 
 class Availability(BaseModel):
@@ -75,6 +113,8 @@ class EventRead(ORMModel):
     status: EventStatus
     seating: Seating
     total_capacity: int
+    sale_starts_at: datetime | None = None
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     created_at: datetime
     updated_at: datetime
 

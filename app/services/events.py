@@ -26,7 +26,7 @@ from app.schemas.event import (
     GeneralAdmissionEventCreate,
     SeatedEventCreate,
 )
-from app.services import notifications, seatmap
+from app.services import notifications, seatmap, waiting_room
 
 GA_SECTION = "GA"
 NOTIFIED_FIELDS = frozenset({"starts_at", "venue"})
@@ -90,7 +90,9 @@ async def create(uow: UnitOfWork, organizer: User, spec: EventCreate) -> EventRe
         status=EventStatus.DRAFT,
         seating=spec.seating,
         total_capacity=capacity,
+        sale_starts_at=spec.sale_starts_at,
     )
+    event.queue = spec.queue.model_dump()
     uow.session.add(event)
     await uow.session.flush()
     rows = (
@@ -100,6 +102,7 @@ async def create(uow: UnitOfWork, organizer: User, spec: EventCreate) -> EventRe
     )
     await crud.insert_seats(uow.session, rows)
     await uow.session.refresh(event)
+    waiting_room.event_saved(uow, event, queue_touched=False)
     return EventRead.model_validate(event)
 
 
@@ -134,12 +137,15 @@ async def update(uow: UnitOfWork, user: User, event_id: int, patch: EventUpdate)
         if name in NOTIFIED_FIELDS and getattr(event, name) != value
     }
     for name, value in fields.items():
-        setattr(event, name, value)
+        setattr(event, name, value)  # `queue` sets only the settings given
+    if event.sale_starts_at is not None and event.sale_starts_at >= event.starts_at:
+        raise InvalidInput("`sale_starts_at` must be before `starts_at`.")
     await uow.session.flush()
     changes.event_changed(uow, event.id)
     if noticed:
         await outbox.enqueue(uow, notifications.EVENT_UPDATED, event_id=event.id, changes=noticed)
     await uow.session.refresh(event)
+    waiting_room.event_saved(uow, event, queue_touched="queue" in fields)
     return EventRead.model_validate(event)
 
 
@@ -154,6 +160,7 @@ async def publish(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
         await uow.session.flush()
         changes.event_changed(uow, event.id, EventStatus.PUBLISHED)
         await uow.session.refresh(event)
+        waiting_room.event_saved(uow, event, queue_touched=False)
     return EventRead.model_validate(event)
 
 
@@ -177,6 +184,7 @@ async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
             )
         await uow.session.refresh(event)
         changes.event_changed(uow, event.id, EventStatus.CANCELLED)
+        waiting_room.event_saved(uow, event, queue_touched=False)
     return EventRead.model_validate(event)
 
 

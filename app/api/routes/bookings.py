@@ -5,11 +5,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.api import idempotency
-from app.api.deps import CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
+from app.api.deps import AdmissionToken, CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
 from app.api.errors import responses
 from app.schemas.booking import BookingCreate, BookingRead, ConfirmRequest
 from app.schemas.common import Page
 from app.services import booking as service
+from app.services import waiting_room
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
 
@@ -18,21 +19,30 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
     "/",
     status_code=201,
     response_model=BookingRead,
-    responses=responses(401, 404, 409, 422, 429, 503),
+    responses=responses(401, 403, 404, 409, 422, 429, 503),
 )
 async def hold_seats(
-    uow: UoW, user: CurrentUser, body: BookingCreate, idempotency_key: IdempotencyKey = None
+    uow: UoW,
+    user: CurrentUser,
+    body: BookingCreate,
+    idempotency_key: IdempotencyKey = None,
+    admission_token: AdmissionToken = None,
 ) -> Response:
     """Hold exact seats `{event_id, seat_ids}`, or any N: `{event_id, quantity, section?}`.
 
     All or nothing; the hold lasts `HOLD_MINUTES`. 409 names the seats that were not free.
+    An event with a waiting room needs the `Admission-Token` it gave you (else 403).
     """
     asked = ("hold", body.model_dump(mode="json"))
     replay = await idempotency.replay_or_claim(uow, user.id, idempotency_key, asked)
     if replay is not None:
         return replay
+    queued = await waiting_room.require_admission(uow, user.id, body.event_id, admission_token)
     result = await service.hold(uow, user, body, idempotency_key)
-    return await idempotency.commit_response(uow, user.id, idempotency_key, result, 201)
+    response = await idempotency.commit_response(uow, user.id, idempotency_key, result, 201)
+    if queued:
+        await waiting_room.admission_used(body.event_id, user.id)
+    return response
 
 
 @router.get("/my-bookings", response_model=Page[BookingRead], responses=responses(401, 422))
