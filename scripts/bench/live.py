@@ -32,6 +32,7 @@ from websockets.exceptions import WebSocketException
 
 CONNECT_CONCURRENCY = 16  # snapshots being built for us at once
 CLOSE_S = 2.0  # at the end, for the server's half of the closing handshake
+EXAMPLES = 3  # of each kind of anomaly in the numbering
 HELD = "held"
 
 
@@ -60,11 +61,12 @@ class Tally:
     went_back: int = 0  # a number below the previous one (the numbering restarted?)
     resyncs: int = 0  # snapshots after the first
     closed: dict[str, int] = field(default_factory=dict)  # how subscribers ended early
-    examples: list[str] = field(default_factory=list)  # a few of the gaps and disorders
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few of each anomaly
 
-    def note(self, text: str) -> None:
-        if len(self.examples) < 8:
-            self.examples.append(text)
+    def note(self, kind: str, text: str) -> None:
+        found = self.examples.setdefault(kind, [])
+        if len(found) < EXAMPLES:
+            found.append(text)
 
 
 def _on_message(raw: str | bytes, seq: int, seen: Seen, tally: Tally) -> int:
@@ -78,15 +80,17 @@ def _on_message(raw: str | bytes, seq: int, seen: Seen, tally: Tally) -> int:
         return number
     if message.get("type") == "seats" and message.get("status") == HELD:
         seen.add([int(s) for s in message.get("seat_ids", ())], at)  # delivered, in order or not
+    text = f"{message.get('type')} #{number} after #{seq}"
     if number == seq:
         tally.repeats += 1
+        tally.note("repeated", text)
     elif number < seq:
         tally.went_back += 1
+        tally.note("going back", text)
     elif number > seq + 1:
         tally.gaps += number - seq - 1
-    if number != seq + 1:
-        tally.note(f"{message.get('type')} #{number} after #{seq}")
-    return number  # after a restart, follow the new numbering
+        tally.note("gap", text)
+    return max(number, seq)  # the highest number seen: what a client resumes from
 
 
 async def _subscriber(

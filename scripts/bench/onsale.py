@@ -274,7 +274,7 @@ def channel_line(subscribers: dict[str, Any]) -> str:
     parts = [
         f"{subscribers.get('connected', 0)} connected in {subscribers.get('connect_s')} s "
         f"(snapshot median {subscribers.get('snapshot_s_median')} s, "
-        f"max {subscribers.get('snapshot_s_max')} s)",
+        f"max {subscribers.get('snapshot_s_max')} s, seq {subscribers.get('snapshot_seq')})",
     ]
     if subscribers.get("failed"):
         parts.append(f"failed: {subscribers['failed']}")
@@ -287,8 +287,8 @@ def channel_line(subscribers: dict[str, Any]) -> str:
         )
         if tally.closed:
             parts.append(f"closed during the sale: {tally.closed}")
-        if tally.examples:
-            parts.append(f"for example: {', '.join(tally.examples)}")
+        for kind, examples in tally.examples.items():
+            parts.append(f"{kind}, e.g. {', '.join(examples)}")
     return "; ".join(parts)
 
 
