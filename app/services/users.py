@@ -92,6 +92,9 @@ async def active_user(uow: UnitOfWork, user_id: int) -> User:
         memo.accounts.pop(user_id, None)
         raise NotAuthenticated("The account behind this token no longer exists or is disabled.")
     uow.session.expunge(user)  # shared, read-only, across requests of this process
+    # Hand the connection back now: the use case may do other work (rate limits, Redis)
+    # before its own first statement, and must not keep a pooled connection idle meanwhile.
+    await uow.release()
     memo.accounts[user_id] = user
     return user
 
