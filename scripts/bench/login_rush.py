@@ -27,17 +27,16 @@ import uvloop
 
 from scripts.bench.client import Connection, TransportError, request_bytes
 from scripts.bench.loadgen import Recorder, Run
-from scripts.bench.onsale import (
+from scripts.bench.onsale import read_map, warm_map
+from scripts.bench.people import FilesPeak, login_request, percentiles
+from scripts.bench.report import Result
+from scripts.bench.salefacts import (
     Reads,
     merged_statuses,
     merged_transport,
-    read_map,
     route,
     server_errors_line,
-    warm_map,
 )
-from scripts.bench.people import FilesPeak, login_request, percentiles
-from scripts.bench.report import Result
 from scripts.bench.scenarios import Context, Measured, _invariants, _warm_pools
 from scripts.bench.seed import PASSWORD, rush_email
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from scripts.bench import loadgen, onsale
+from scripts.bench import loadgen, onsale, salefacts
 from scripts.bench.client import Connection, Reply, request_bytes
 from scripts.bench.environment import BenchError
 from scripts.bench.loadgen import Recorder, Run
@@ -231,7 +231,7 @@ def stadium(ctx: Context) -> Result:
 
 
 def _facts(
-    ctx: Context, before: Before, run: onsale.SaleRun, subscribers: dict[str, Any]
+    ctx: Context, before: Before, run: salefacts.SaleRun, subscribers: dict[str, Any]
 ) -> dict[str, Any]:
     n = ctx.sizes.reference_seats
     u = before.uncached
@@ -247,7 +247,7 @@ def _facts(
         f"paced hold p50/p99 ms, {n} seats": _paced_line(before.paced_ref),
         f"flash holds/s, {seats:,} seats": _flash_line(before.flash_big),
         f"flash holds/s, {n} seats": _flash_line(before.flash_ref),
-        **{f"sale: {k}": v for k, v in onsale.sale_facts(run, subscribers, seats).items()},
+        **{f"sale: {k}": v for k, v in salefacts.sale_facts(run, subscribers, seats).items()},
         "sale: onsale's targets, for reference": _reference(run, subscribers),
     }
 
@@ -263,8 +263,8 @@ def _flash_line(holds: Holds) -> str:
     )
 
 
-def _reference(run: onsale.SaleRun, subscribers: dict[str, Any]) -> str:
-    missed = [text for ok, text in onsale.sale_checks(run, subscribers) if not ok]
+def _reference(run: salefacts.SaleRun, subscribers: dict[str, Any]) -> str:
+    missed = [text for ok, text in salefacts.sale_checks(run, subscribers) if not ok]
     return "all met" if not missed else "; ".join(missed)
 
 
@@ -296,7 +296,7 @@ def _checks(before: Before) -> list[tuple[bool, str]]:
 def _result(
     ctx: Context,
     before: Before,
-    run: onsale.SaleRun,
+    run: salefacts.SaleRun,
     facts: dict[str, Any],
     details: dict[str, Any],
 ) -> Result:
@@ -320,8 +320,8 @@ def _result(
         unit="holds/s",
         p50_ms=before.paced_big.p50,
         p99_ms=before.paced_big.p99,
-        statuses=onsale.merged_statuses(run.reads, runs),
-        transport_errors=onsale.merged_transport(run.reads, runs),
+        statuses=salefacts.merged_statuses(run.reads, runs),
+        transport_errors=salefacts.merged_transport(run.reads, runs),
         target=(
             f"hold p50 <= {HOLD_P50_RATIO}x the {sizes.reference_seats}-seat event's; flash >= "
             f"its holds/s; uncached map <= {UNCACHED_MAP_MS} ms; 0 5xx"
