@@ -94,3 +94,45 @@ async def test_unknown_event_closes_with_4404(two_apis) -> None:
             await receive(ws)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4404
+
+
+@pytest.fixture(scope="module")
+def slow_map_api() -> Iterator[ApiProcess]:
+    """An API whose cached maps stay "fresh enough" for 5 s: snapshots lag the database."""
+    api = ApiProcess(env={"CACHE_MAX_STALE_MS": "5000"})
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+async def test_a_client_joining_from_a_stale_snapshot_misses_nothing(
+    slow_map_api, event_and_buyer
+) -> None:
+    """The snapshot may be a cached map older than the last changes; the changes since it
+    are replayed, so the seats the client ends up with are the database's."""
+    api, (event_id, buyer) = slow_map_api, event_and_buyer
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        assert (await http.get(f"/events/{event_id}/seats")).status_code == 200  # cached now
+        for _ in range(3):
+            held = await http.post(
+                "/bookings/", json={"event_id": event_id, "quantity": 2}, headers=buyer.headers
+            )
+            assert held.status_code == 201
+        stale = (await http.get(f"/events/{event_id}/seats")).json()["seats"]
+        assert all(s["status"] == "available" for s in stale)  # the map lags, as allowed
+        async with connect(ws_url(api, f"/events/{event_id}/live")) as ws:
+            snapshot = await receive(ws)
+            seats = {s["id"]: s["status"] for s in snapshot["seats"]}  # type: ignore[attr-defined]
+            seq, holds = int(snapshot["seq"]), 0  # type: ignore[call-overload]
+            while holds < 3:  # the three holds, after the snapshot or replayed
+                change = await receive(ws)
+                assert change["seq"] == seq + 1  # in order, no gap
+                seq += 1
+                if change["type"] == "seats":
+                    holds += 1
+                    for seat_id in change["seat_ids"]:  # type: ignore[attr-defined]
+                        seats[seat_id] = str(change["status"])
+    assert sum(1 for status in seats.values() if status == "held") == 6
+    assert (change["available"], change["held"]) == (24, 6)

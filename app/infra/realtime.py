@@ -22,41 +22,56 @@ log = structlog.get_logger(__name__)
 CHANNEL_PREFIX = "evently:live:event:"
 SEQ_PREFIX = "evently:live:seq:"
 COUNTS_PREFIX = "evently:live:counts:"
+LOG_PREFIX = "evently:live:log:"
 QUEUE_SIZE = 256
 
-# The one script that numbers and publishes a change. KEYS: the event's sequence key and
-# channel, then (for seat changes) its cache version key and seat counts. ARGV: the
-# message without its closing brace, the version's time to live, then the change in
-# available, held, booked seats, "seed" when those are the whole counts (recounted from
-# PostgreSQL), and the counts' time to live. Seat changes move the version (cached views
-# go stale, see app.infra.cache) and carry the counts after the change; -1 means the
-# counts are unknown here (Redis restarted or they expired): recount and call again.
+# The one script that numbers and publishes a change, and keeps it in a short log that
+# a client joining late is replayed from. KEYS: the event's sequence key, channel and log,
+# then (for seat changes) its cache version key and seat counts. ARGV: the message without
+# its closing brace, the log's length and time to live, then for seat changes the
+# version's time to live, the change in available, held, booked seats, and what to do
+# when Redis has no counts (restarted, or expired): "add" publishes nothing and answers
+# {0, 0} (the caller recounts), "seed" stores the recounted counts ARGV[9..11] (they
+# include this change) with a time to live ARGV[12], "bare" publishes without counts.
+# Seat changes move the version (cached views go stale, see app.infra.cache) and carry
+# the counts after the change. Answers {seq, 1} once published.
 _ANNOUNCE = """
 local totals = ''
-if #KEYS > 2 then
-  if ARGV[6] == 'seed' then
-    redis.call('HSET', KEYS[4], 'available', ARGV[3], 'held', ARGV[4], 'booked', ARGV[5])
-    redis.call('EXPIRE', KEYS[4], ARGV[7])
-  elseif redis.call('EXISTS', KEYS[4]) == 0 then
-    return -1
-  else
-    redis.call('HINCRBY', KEYS[4], 'available', ARGV[3])
-    redis.call('HINCRBY', KEYS[4], 'held', ARGV[4])
-    redis.call('HINCRBY', KEYS[4], 'booked', ARGV[5])
+if #KEYS > 3 then
+  local mode = ARGV[8]
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    redis.call('HINCRBY', KEYS[5], 'available', ARGV[5])
+    redis.call('HINCRBY', KEYS[5], 'held', ARGV[6])
+    redis.call('HINCRBY', KEYS[5], 'booked', ARGV[7])
+  elseif mode == 'seed' then
+    redis.call('HSET', KEYS[5], 'available', ARGV[9], 'held', ARGV[10], 'booked', ARGV[11])
+    redis.call('EXPIRE', KEYS[5], ARGV[12])
+  elseif mode == 'add' then
+    return {0, 0}
   end
-  redis.call('INCR', KEYS[3])
-  redis.call('EXPIRE', KEYS[3], ARGV[2])
-  local c = redis.call('HMGET', KEYS[4], 'available', 'held', 'booked')
-  totals = ',"available":' .. c[1] .. ',"held":' .. c[2] .. ',"booked":' .. c[3]
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    local c = redis.call('HMGET', KEYS[5], 'available', 'held', 'booked')
+    totals = ',"available":' .. c[1] .. ',"held":' .. c[2] .. ',"booked":' .. c[3]
+  end
 end
 local seq = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[2], ARGV[1] .. totals .. ',"seq":' .. seq .. '}')
-return seq
+local message = ARGV[1] .. totals .. ',"seq":' .. seq .. '}'
+redis.call('PUBLISH', KEYS[2], message)
+redis.call('RPUSH', KEYS[3], message)
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return {seq, 1}
 """
-UNKNOWN_COUNTS = -1
-# Counts are recounted from PostgreSQL at least this often: whatever drift a lost update
-# (Redis restarted between two changes) could cause is bounded by it.
+# Counts are recounted from PostgreSQL at least this often: whatever drift a change lost
+# between two processes (while one was seeding) could cause is bounded by it.
 COUNTS_TTL_S = 60
+# A client that connects (or resyncs) from a cached snapshot is replayed the changes made
+# since it from this log; past it (or after it expired), it gets a fresh snapshot.
+LOG_LENGTH = 2000
+LOG_TTL_S = 15 * 60
+_MODE_ADD, _MODE_SEED, _MODE_BARE = "add", "seed", "bare"
 
 
 def channel(event_id: int) -> str:
@@ -69,6 +84,10 @@ def seq_key(event_id: int) -> str:
 
 def counts_key(event_id: int) -> str:
     return f"{COUNTS_PREFIX}{event_id}"
+
+
+def log_key(event_id: int) -> str:
+    return f"{LOG_PREFIX}{event_id}"
 
 
 async def current_seq(event_id: int) -> int:
@@ -87,7 +106,8 @@ class SeatCounts:
 
 async def publish(event_id: int, message: dict[str, Any]) -> int | None:
     """Number and publish one change that is not a seat change (call after commit)."""
-    return await _announce(event_id, message, [])
+    published = await _announce(event_id, message, [], [])
+    return published[0] if published else None
 
 
 async def publish_seats(
@@ -95,39 +115,69 @@ async def publish_seats(
     message: dict[str, Any],
     version: tuple[str, int],
     change: SeatCounts,
-    seed: bool,
-) -> int | None:
+    seed: SeatCounts | bool | None = False,
+) -> bool | None:
     """Number and publish a seat change with the event's counts after it, and move the
     event's cache version, in one round trip (call after commit).
 
-    `change` is added to the counts kept in Redis; with `seed` it *is* the counts.
-    `version` is the cache version key and its time to live. Returns the sequence
-    number, UNKNOWN_COUNTS when the counts must be recounted, or None when Redis did
-    not answer.
+    `change` is added to the counts kept in Redis. When Redis has none: with `seed=False`
+    nothing is published and the answer is False (recount, then call again with the
+    counts as `seed`); with counts, they are stored; with `seed=None` the change goes
+    out without counts. `version` is the cache version key and its time to live.
+    Returns True once published, None when Redis did not answer.
     """
     version_key, version_ttl_s = version
-    mode = "seed" if seed else "add"
-    args: list[str | int] = [
-        version_ttl_s,
-        change.available,
-        change.held,
-        change.booked,
-        mode,
-        COUNTS_TTL_S,
-    ]
-    return await _announce(event_id, message, [version_key, counts_key(event_id)], args)
+    keys = [version_key, counts_key(event_id)]
+    args: list[int | str] = [version_ttl_s, change.available, change.held, change.booked]
+    if seed is False:
+        args += [_MODE_ADD]
+    elif isinstance(seed, SeatCounts):
+        args += [_MODE_SEED, seed.available, seed.held, seed.booked, COUNTS_TTL_S]
+    else:
+        args += [_MODE_BARE]
+    published = await _announce(event_id, message, keys, args)
+    return None if published is None else published[0] > 0
 
 
 async def _announce(
-    event_id: int, message: dict[str, Any], keys: list[str], args: list[str | int] | None = None
-) -> int | None:
+    event_id: int, message: dict[str, Any], keys: list[str], args: list[int | str]
+) -> tuple[int, bool] | None:
     opened = orjson.dumps({**message, "event_id": event_id})[:-1]  # the script closes it
-    all_keys = [seq_key(event_id), channel(event_id), *keys]
+    all_keys = [seq_key(event_id), channel(event_id), log_key(event_id), *keys]
+    all_args: list[bytes | int | str] = [opened, LOG_LENGTH, LOG_TTL_S, *args]
 
-    async def send(client: Redis) -> int:
-        return int(await client.eval(_ANNOUNCE, len(all_keys), *all_keys, opened, *(args or [0])))
+    async def send(client: Redis) -> tuple[int, bool]:
+        seq, known = await client.eval(_ANNOUNCE, len(all_keys), *all_keys, *all_args)
+        return int(seq), bool(known)
 
     return await redis.call(send, None)
+
+
+async def changes_since(event_id: int, seq: int) -> list[bytes] | None:
+    """The published changes numbered after `seq`, in order; None when the log no longer
+    reaches back that far (the caller then needs a fresh snapshot)."""
+
+    async def read(client: Redis) -> tuple[bytes | None, list[bytes]]:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.get(seq_key(event_id))
+            pipe.lrange(log_key(event_id), 0, -1)
+            current, logged = await pipe.execute()
+        return current, logged
+
+    found = await redis.call(read, None)
+    if found is None:
+        return None
+    current, logged = int(found[0] or 0), found[1]
+    if current <= seq:
+        return []
+    newer = [m for m in logged if seq_of(m) > seq]
+    if not newer or seq_of(newer[0]) != seq + 1 or seq_of(newer[-1]) != current:
+        return None
+    return newer
+
+
+def seq_of(message: bytes) -> int:
+    return int(orjson.loads(message)["seq"])
 
 
 async def drop_counts(event_id: int) -> None:

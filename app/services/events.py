@@ -266,14 +266,15 @@ async def list_public_payload(filters: EventFilters, limit: int, offset: int) ->
     return await cache.cached(key, cache.LIST_VERSION_KEY, cache.LIST_TTL_S, produce)
 
 
-async def event_payload(event_id: int, view: EventView) -> Payload:
+async def event_payload(event_id: int, view: EventView, *, fresh: bool = False) -> Payload:
     """A public event's detail, seat map or status, as the bytes sent (NotFound if not
     public). Served from the cache while fresh enough (see `app.infra.cache`); past that,
-    one reader rebuilds while the others keep the cached bytes."""
+    one reader rebuilds while the others keep the cached bytes. `fresh` reads PostgreSQL
+    (and stores the result) whatever the cache holds."""
     if not get_settings().cache_enabled:
         return await _build(event_id, view)
     key, version_key = cache.event_key(event_id, view), cache.event_version_key(event_id)
-    found = await cache.fetch(key, version_key)
+    found = None if fresh else await cache.fetch(key, version_key)
     if found is not None:
         if found.freshness() is Freshness.FRESH or not await cache.claim_refresh(key):
             return found.payload

@@ -5,9 +5,11 @@ import contextlib
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy.exc import DBAPIError
 
-from app.core.errors import NotFound
+from app.core.errors import DomainError, NotFound
 from app.core.redis import REDIS_ERRORS
+from app.infra import realtime
 from app.infra.realtime import hub
 from app.services import live as service
 
@@ -26,18 +28,19 @@ async def live(websocket: WebSocket, event_id: int) -> None:
     """
     await websocket.accept()
     try:
-        snapshot = await service.snapshot(event_id)
-    except NotFound as exc:
-        await websocket.close(code=CLOSE_UNKNOWN_EVENT, reason=exc.detail[:120])
-        return
-    try:
+        # Subscribe first: every change published from now on reaches this client, and
+        # the catch-up covers everything before.
         queue = await hub.subscribe(event_id)
     except REDIS_ERRORS:
         await websocket.close(code=CLOSE_TRY_LATER, reason="live updates are unavailable right now")
         return
     listener = asyncio.create_task(_listen(websocket, queue))
     try:
-        await _stream(websocket, event_id, queue, snapshot)
+        await _stream(websocket, event_id, queue)
+    except NotFound as exc:
+        await websocket.close(code=CLOSE_UNKNOWN_EVENT, reason=exc.detail[:120])
+    except (DomainError, DBAPIError):  # overloaded or database unavailable: try later
+        await websocket.close(code=CLOSE_TRY_LATER, reason="live updates are busy; reconnect")
     except WebSocketDisconnect:
         pass
     finally:
@@ -48,23 +51,25 @@ async def live(websocket: WebSocket, event_id: int) -> None:
 
 
 async def _stream(
-    websocket: WebSocket, event_id: int, queue: "asyncio.Queue[bytes | None]", snapshot: bytes
+    websocket: WebSocket, event_id: int, queue: "asyncio.Queue[bytes | None]"
 ) -> None:
-    seen = await _send_snapshot(websocket, snapshot)
+    seen = await _catch_up(websocket, event_id)
     while True:
         data = await queue.get()
         if data == _DISCONNECTED:
             return
         if data is None:  # fell behind, lost Redis, or asked for it
-            seen = await _send_snapshot(websocket, await service.snapshot(event_id))
+            seen = await _catch_up(websocket, event_id)
             continue
-        if int(orjson.loads(data).get("seq", 0)) > seen:
+        if realtime.seq_of(data) > seen:
             await websocket.send_text(data.decode())
 
 
-async def _send_snapshot(websocket: WebSocket, snapshot: bytes) -> int:
-    await websocket.send_text(snapshot.decode())
-    return int(orjson.loads(snapshot)["seq"])
+async def _catch_up(websocket: WebSocket, event_id: int) -> int:
+    messages, seen = await service.catch_up(event_id)
+    for message in messages:
+        await websocket.send_text(message.decode())
+    return seen
 
 
 async def _listen(websocket: WebSocket, queue: "asyncio.Queue[bytes | None]") -> None:
