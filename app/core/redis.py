@@ -27,7 +27,10 @@ T = TypeVar("T")
 # may take a little longer, because on a saturated machine the event loop itself can be
 # late to read an answer that has already arrived.
 CONNECT_TIMEOUT_S = 0.05
-SOCKET_TIMEOUT_S = 0.08
+# 250 ms: a saturated API process (both cores busy during a sale) was measured reading
+# replies up to ~200 ms late; at 80 ms those late replies opened the breaker, the cache
+# went dark and every read fell on PostgreSQL, which made the saturation worse.
+SOCKET_TIMEOUT_S = 0.25
 BREAKER_OPEN_S = 1.0
 # A refused or reset connection opens the breaker at once; timeouts only when several
 # come in a row, so one late reply on a busy machine does not switch the cache off.
