@@ -67,8 +67,8 @@ def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, errors.DomainError)
+def error_response(exc: errors.DomainError) -> JSONResponse:
+    """The response for a domain error (also sent by the ASGI fast paths, as it is)."""
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if "retry_after" in exc.extra:  # 429 and 503: when to come back
@@ -76,6 +76,11 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         _body(exc.detail, exc.code, **exc.extra), status_code=status, headers=headers
     )
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    return error_response(exc)
 
 
 def _describe(error: dict[str, Any]) -> str:

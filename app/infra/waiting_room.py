@@ -43,14 +43,21 @@ MAX_ADMIT_PER_CALL = 1000
 _SCRIPT = """
 local cfg, meta, line, adm, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, now, user = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local rebuild_ms, ttl = tonumber(ARGV[12]), tonumber(ARGV[13])
+local function words(text)
+  local out = {}
+  for w in string.gmatch(text, '%S+') do out[#out + 1] = w end
+  return out
+end
+local tuning = words(ARGV[8])
+local rebuild_ms, ttl, max_admit = tonumber(tuning[1]), tonumber(tuning[2]), tonumber(tuning[3])
 
 local function store_config()
   if ARGV[4] == '' then return end
+  local given = words(ARGV[4])  -- version, on, rate, minutes, opens
   local ver = tonumber(redis.call('HGET', cfg, 'ver') or '-1')
-  if tonumber(ARGV[4]) >= ver then
-    redis.call('HSET', cfg, 'ver', ARGV[4], 'on', ARGV[5], 'rate', ARGV[6], 'min', ARGV[7],
-      'opens', ARGV[8])
+  if tonumber(given[1]) >= ver then
+    redis.call('HSET', cfg, 'ver', given[1], 'on', given[2], 'rate', given[3], 'min', given[4],
+      'opens', given[5])
   end
 end
 
@@ -82,7 +89,7 @@ local function advance(c)
   local waiting = redis.call('ZCARD', line)
   local admitted = 0
   if c.on and now >= c.opens and now >= pause then
-    admitted = math.min(math.floor(credit / 1000), waiting, tonumber(ARGV[14]))
+    admitted = math.min(math.floor(credit / 1000), waiting, max_admit)
     if admitted > 0 then
       local front = redis.call('ZPOPMIN', line, admitted)
       local expires = now + c.minutes * 60000
@@ -185,13 +192,13 @@ if op == 'stats' then
   return out
 end
 local found = report(c, user)
-local admitted_until, key = tonumber(ARGV[11]), tonumber(ARGV[10])
+local admitted_until, key = tonumber(ARGV[7]), tonumber(ARGV[6])
 if found[1] == 0 and admitted_until and admitted_until > now then
   restore(c, admitted_until, nil)
 elseif found[1] == 0 and key then
   restore(c, nil, key)
 elseif op == 'join' and (found[1] == 0 or found[1] >= 4) then
-  key = tonumber(ARGV[9])
+  key = tonumber(ARGV[5])
   if now >= c.opens then
     local lastkey = tonumber(redis.call('HGET', meta, 'lastkey') or '0')
     key = math.max(now * 1000, lastkey + 1)
@@ -278,23 +285,23 @@ class Call:
     ttl_s: int = 86_400
 
     def args(self) -> list[str | int]:
+        """Eight arguments (each one costs the client an encoding: polls are hot)."""
         config = self.config
-        given: list[str | int] = (
-            [config.version, int(config.enabled), config.rate, config.minutes, config.opens_ms]
+        given = (
+            f"{config.version} {int(config.enabled)} {config.rate} {config.minutes} "
+            f"{config.opens_ms}"
             if config is not None
-            else ["", 0, 0, 0, 0]
+            else ""
         )
         return [
             self.op,
             self.now_ms,
             "" if self.user_id is None else self.user_id,
-            *given,
+            given,
             self.draw,
             "" if self.restore_key is None else self.restore_key,
             "" if self.admission_expires_ms is None else self.admission_expires_ms,
-            self.rebuild_ms,
-            max(60, self.ttl_s),
-            MAX_ADMIT_PER_CALL,
+            f"{self.rebuild_ms} {max(60, self.ttl_s)} {MAX_ADMIT_PER_CALL}",
         ]
 
 

@@ -49,14 +49,14 @@ def _json(status: QueueStatus) -> Response:
     responses=responses(401, 404, 409, 422, 429, 503),
 )
 async def join(
-    request: Request, uow: UoW, user_id: TokenUser, event_id: Id, queue_token: QueueToken = None
+    request: Request, user_id: TokenUser, event_id: Id, queue_token: QueueToken = None
 ) -> Response:
     """Take a place in the event's waiting room; joining again returns the same place.
 
     Before `sale_starts_at` every arrival gets a random place among the early ones (drawn
     when the sale opens, so polling fast gains nothing); later arrivals line up in order.
     """
-    return _json(await service.join(uow, user_id, event_id, queue_token, client_ip(request)))
+    return _json(await service.join(user_id, event_id, queue_token, client_ip(request)))
 
 
 @router.get(
