@@ -19,7 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scripts.bench import environment, login_rush, monitor, onsale, scenarios, stadium
+from scripts.bench import (
+    environment,
+    login_rush,
+    monitor,
+    onsale,
+    scenarios,
+    stadium,
+    waiting_room,
+)
 from scripts.bench.environment import BenchError
 from scripts.bench.options import SCENARIOS, Options, parse
 from scripts.bench.report import Result, stamp_now, table, write
@@ -32,6 +40,7 @@ RUNNERS: dict[str, Callable[[scenarios.Context], Result]] = {
     **onsale.RUNNERS,
     **stadium.RUNNERS,
     **login_rush.RUNNERS,
+    **waiting_room.RUNNERS,
 }
 # Each group runs on a server started with these settings (on top of _server_env's).
 GROUPS: tuple[tuple[str, dict[str, str], tuple[str, ...]], ...] = (
