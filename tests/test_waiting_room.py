@@ -6,6 +6,7 @@ admission arithmetic is the production Lua script's, fed another "now".
 """
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -390,3 +391,70 @@ def test_passes_do_not_stand_in_for_each_other() -> None:
     assert admission.read_queue(early, 1, 2) == admission.QueuePass(
         1, 2, admission.early_draw(1, 2)
     )
+
+
+class TestRoutes:
+    @pytest.mark.usefixtures("clock")
+    async def test_the_fast_path_and_the_routes_answer_alike(self, organizer) -> None:
+        """Joins and polls are served before FastAPI (app.api.queuepath); the FastAPI
+        routes (the OpenAPI document, and what the fast path does not match) agree."""
+        from app.main import api, app
+
+        answers = {}
+        ada, bob = await fans(2)
+        for name, asgi in (("fast", app), ("routes", api)):
+            event_id = await queued_event(organizer, rate=1)
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                await join(http, event_id, ada)
+                mine = (await poll(http, event_id, bob)).json()
+                joined = await join(http, event_id, bob)
+                again = await poll(http, event_id, bob, queue_token=joined["queue_token"])
+                nobody = await http.get(f"/events/{event_id}/queue/me")
+            answers[name] = (
+                mine["code"],
+                {k: v for k, v in again.json().items() if k not in ("event_id", "queue_token")},
+                nobody.status_code,
+            )
+        assert answers["fast"] == answers["routes"]
+        assert answers["fast"][0] == "not_in_queue"
+        assert answers["fast"][1]["position"] == 2
+        assert answers["fast"][2] == 401
+
+
+@pytest.mark.slow
+async def test_the_websocket_follows_a_place_until_admission(organizer) -> None:
+    """A real API process (the clock is the real one): Cara's position goes 2, 1, then
+    her admission token comes and the socket closes (about two seconds at one a second)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+
+    from tests.servers import ApiProcess
+
+    event_id = await queued_event(organizer, rate=1)
+    ada, bob, cara = await fans(3)
+    api = ApiProcess(env={"RATE_LIMIT_QUEUE_JOIN_IP": "100/minute"})
+    api.start()
+    try:
+        async with httpx.AsyncClient(base_url=api.url) as http:
+            for fan in (ada, bob):  # Ada goes straight in (a second's worth of credit)
+                await join(http, event_id, fan)
+            token = (await join(http, event_id, cara))["queue_token"]
+        url = api.url.replace("http://", "ws://") + f"/events/{event_id}/queue/live"
+        seen = []
+        async with connect(f"{url}?queue_token={token}") as ws:
+            try:
+                while True:
+                    seen.append(json.loads(await asyncio.wait_for(ws.recv(), 3.0)))
+            except ConnectionClosedOK:
+                pass  # closed by the server once admitted
+        assert [s["position"] for s in seen if s["state"] == "waiting"] == [2, 1]
+        assert seen[-1]["state"] == "admitted"
+        assert seen[-1]["admission_token"]
+        async with connect(f"{url}?queue_token=forged") as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4404
+    finally:
+        api.stop()

@@ -267,8 +267,6 @@ class Fans:
             self.sale.outcomes[f"hold {reply.status if reply else 'failed'}"] += 1
             return
         self.sale.took(quantity, self.sizes.seats)
-        if __import__("os").environ.get("WR_NO_CONFIRM"):
-            return
         booking = orjson.loads(reply.body)["id"]
         confirmed = await self.send(
             "confirm", self._bytes("POST", f"/bookings/{booking}/confirm", token, b"{}")
