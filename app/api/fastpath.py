@@ -1,10 +1,12 @@
 """Cached public reads served straight from Redis, before FastAPI.
 
-A seat map, event detail or status that is in the cache (and fresh enough, see
-`app.infra.cache`) is sent as the stored bytes with one Redis round trip and no routing,
-validation, serialisation or middleware: the hot path of an on-sale spike. Anything else
-(a miss, a view to rebuild, another route, a malformed id, Redis away) falls through to
-the application, which produces the same bytes and fills the cache. Hits
+A seat map, event detail or status that is in the cache is sent as the stored bytes with
+one Redis round trip and no routing, validation, serialisation or middleware: the hot
+path of an on-sale spike. That includes a view gone stale during a sale (see
+`app.infra.cache`): it is sent as it is while another reader rebuilds it, or rebuilt
+here by the one reader that got the lock. Anything else (a miss, another route, a
+malformed id, Redis away, a failed rebuild) falls through to the application, which
+produces the same bytes (or the error) and fills the cache. Hits
 carry an `X-Request-ID` like every response, but are not access-logged (at on-sale rates
 that log would cost more than the request).
 """
@@ -15,15 +17,15 @@ from app.api.caching import LIVE_DATA, etag_matches
 from app.api.middleware import request_id
 from app.core.config import get_settings
 from app.infra import cache
-from app.infra.cache import EventView, Freshness, Payload
+from app.infra.cache import EventView, Payload
 from app.schemas.common import MAX_DB_ID
+from app.services import events
 
 _VIEWS = {view.value: view for view in EventView}
 
 
-def cache_keys(path: str) -> tuple[str, str] | None:
-    """The cache key of `/events/{id}`, `/events/{id}/seats` or `/events/{id}/status`,
-    and its event's version key."""
+def parse(path: str) -> tuple[int, EventView] | None:
+    """(event id, view) of `/events/{id}`, `/events/{id}/seats` or `/events/{id}/status`."""
     parts = path.split("/")
     if len(parts) not in (3, 4) or parts[1] != "events" or not parts[2].isdigit():
         return None
@@ -31,7 +33,7 @@ def cache_keys(path: str) -> tuple[str, str] | None:
     event_id = int(parts[2])
     if view is None or not 1 <= event_id <= MAX_DB_ID:
         return None
-    return cache.event_key(event_id, view), cache.event_version_key(event_id)
+    return event_id, view
 
 
 class CachedReadsMiddleware:
@@ -40,14 +42,25 @@ class CachedReadsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and get_settings().cache_enabled:
-            keys = cache_keys(scope["path"])
-            found = await cache.fetch(*keys) if keys else None
-            # A view stale for longer than allowed goes to the application, where one
-            # reader rebuilds it and the others are served these bytes meanwhile.
-            if found is not None and found.freshness() is Freshness.FRESH:
-                await _send(scope, send, found.payload)
+            target = parse(scope["path"])
+            payload = await _cached(*target) if target else None
+            if payload is not None:
+                await _send(scope, send, payload)
                 return
         await self.app(scope, receive, send)
+
+
+async def _cached(event_id: int, view: EventView) -> Payload | None:
+    """The bytes to send for a view in the cache (fresh, stale while another reader
+    rebuilds it, or rebuilt here), or None: not cached, or a rebuild that failed (the
+    application then answers, errors included)."""
+    found = await cache.fetch(cache.event_key(event_id, view), cache.event_version_key(event_id))
+    if found is None:
+        return None
+    try:
+        return await events.serve_cached(event_id, view, found)
+    except Exception:
+        return None
 
 
 async def _send(scope: Scope, send: Send, payload: Payload) -> None:

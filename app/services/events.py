@@ -10,7 +10,7 @@ from app.crud import events as crud
 from app.crud import inventory
 from app.crud import waitlist as waitlist_crud
 from app.infra import cache, changes, outbox
-from app.infra.cache import EventView, Freshness, Payload
+from app.infra.cache import EventView, Found, Freshness, Payload
 from app.infra.realtime import seq_key
 from app.models import Event, EventStatus, Role, User
 from app.schemas.common import Page
@@ -268,21 +268,36 @@ async def list_public_payload(filters: EventFilters, limit: int, offset: int) ->
 
 async def event_payload(event_id: int, view: EventView, *, fresh: bool = False) -> Payload:
     """A public event's detail, seat map or status, as the bytes sent (NotFound if not
-    public). Served from the cache while fresh enough (see `app.infra.cache`); past that,
-    one reader rebuilds while the others keep the cached bytes. `fresh` reads PostgreSQL
-    (and stores the result) whatever the cache holds."""
+    public), through the cache (see `serve_cached`). `fresh` reads PostgreSQL (and stores
+    the result) whatever the cache holds."""
     if not get_settings().cache_enabled:
         return await _build(event_id, view)
-    key, version_key = cache.event_key(event_id, view), cache.event_version_key(event_id)
-    found = None if fresh else await cache.fetch(key, version_key)
-    if found is not None:
-        if found.freshness() is Freshness.FRESH or not await cache.claim_refresh(key):
-            return found.payload
-        # Claimed: but the previous rebuilder may have stored (and let go) just now.
-        again = await cache.fetch(key, version_key)
-        if again is not None and again.freshness() is Freshness.FRESH:
-            await cache.release_refresh(key)
-            return again.payload
+    if not fresh:
+        found = await cache.fetch(
+            cache.event_key(event_id, view), cache.event_version_key(event_id)
+        )
+        if found is not None:
+            return await serve_cached(event_id, view, found)
+    return await _rebuild(event_id, view)
+
+
+async def serve_cached(event_id: int, view: EventView, found: Found) -> Payload:
+    """A cached view as it is while fresh enough; past that, one reader (across all
+    processes) rebuilds it and the others keep getting these bytes meanwhile."""
+    key = cache.event_key(event_id, view)
+    if found.freshness() is Freshness.FRESH or not await cache.claim_refresh(key):
+        return found.payload
+    # Claimed: but the previous rebuilder may have stored (and let go) just now.
+    again = await cache.fetch(key, cache.event_version_key(event_id))
+    if again is not None and again.freshness() is Freshness.FRESH:
+        await cache.release_refresh(key)
+        return again.payload
+    return await _rebuild(event_id, view)
+
+
+async def _rebuild(event_id: int, view: EventView) -> Payload:
+    """Build a view, store it (which frees its refresh lock), and return it."""
+    key = cache.event_key(event_id, view)
     try:
         payload = await _build(event_id, view)
     except BaseException:
