@@ -38,7 +38,7 @@ class QueueStatus(BaseModel):
         description="The line is being rebuilt after an outage: admissions "
         "resume in a few seconds, in the original order",
     )
-    poll_after_s: int = Field(description="When to ask again (or use the WebSocket)")
+    poll_after_s: float = Field(description="When to ask again (or use the WebSocket)")
 
 
 class QueueStats(BaseModel):
