@@ -30,10 +30,13 @@ class Settings(BaseSettings):
     max_seats_per_user_per_event: int = Field(default=10, ge=1)
     lock_timeout_ms: int = Field(default=2000, ge=10)
     statement_timeout_ms: int = Field(default=15000, ge=100)
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     # No overflow by default: connections opened for a burst and closed after it cost a
     # PostgreSQL process each; a fixed pool queues briefly instead (measured faster).
     db_max_overflow: int = Field(default=0, ge=0)
+    # A small pool of its own for rebuilding cached seat maps and live counts, so a rush
+    # of bookings holding every main connection cannot stop the cache from refreshing.
+    db_read_pool_size: int = Field(default=3, ge=1)
     # Longest a request waits for a pooled connection before it is answered 503.
     db_pool_timeout_s: float = Field(default=0.5, gt=0)
 

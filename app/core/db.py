@@ -36,12 +36,12 @@ CONNECTION_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
 CLOSED_MESSAGES = ("connection is closed", "connection was closed")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     """An asyncpg engine whose every connection has short lock and statement timeouts."""
     return create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=0 if pool_size else settings.db_max_overflow,
         # Bounded: past this a request is answered 503 (app.api.errors), not queued for
         # the 30 s default while its client gives up.
         pool_timeout=settings.db_pool_timeout_s,
@@ -58,11 +58,27 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 class Database:
-    """The process's engine and session factory, created lazily on the running loop."""
+    """The process's engines and session factories, created lazily on the running loop.
+
+    Two pools: the main one for requests and tasks, and a small one (DB_READ_POOL_SIZE)
+    for what rebuilds shared, cached data (seat maps, live snapshots, seat counts). During
+    a rush the bookings can take every main connection; the cache must still be rebuilt,
+    or every reader is served older and older bytes.
+    """
 
     def __init__(self) -> None:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._read_engine: AsyncEngine | None = None
+        self._read_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def read_sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._read_sessions is None:
+            settings = get_settings()
+            self._read_engine = create_engine(settings, pool_size=settings.db_read_pool_size)
+            self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
+        return self._read_sessions
 
     @property
     def engine(self) -> AsyncEngine:
@@ -77,15 +93,15 @@ class Database:
         return self._sessions
 
     def forget(self) -> None:
-        """Drop the engine without closing it (a forked process must not share sockets)."""
-        self._engine = None
-        self._sessions = None
+        """Drop the engines without closing them (a forked process must not share sockets)."""
+        self._engine = self._read_engine = None
+        self._sessions = self._read_sessions = None
 
     async def dispose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = None
-        self._sessions = None
+        for engine in (self._engine, self._read_engine):
+            if engine is not None:
+                await engine.dispose()
+        self.forget()
 
 
 db = Database()
@@ -126,9 +142,11 @@ class UnitOfWork:
 
 
 @asynccontextmanager
-async def unit_of_work() -> AsyncIterator[UnitOfWork]:
-    """A fresh session; whatever was not committed when the block ends is rolled back."""
-    async with db.sessions() as session:
+async def unit_of_work(*, cache_fill: bool = False) -> AsyncIterator[UnitOfWork]:
+    """A fresh session; whatever was not committed when the block ends is rolled back.
+    `cache_fill`: a read that rebuilds cached data, on the small pool of its own."""
+    sessions = db.read_sessions if cache_fill else db.sessions
+    async with sessions() as session:
         uow = UnitOfWork(session)
         try:
             yield uow

@@ -1,6 +1,11 @@
 """Events and their seat maps: create, update, publish, cancel, list, read."""
 
+import asyncio
 from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from app.core.config import get_settings
 from app.core.db import UnitOfWork, retry_read_once, unit_of_work
@@ -27,6 +32,8 @@ from app.schemas.event import (
     SeatedEventCreate,
 )
 from app.services import notifications, seatmap, waiting_room
+
+log = structlog.get_logger(__name__)
 
 GA_SECTION = "GA"
 NOTIFIED_FIELDS = frozenset({"starts_at", "venue"})
@@ -283,7 +290,8 @@ async def event_payload(event_id: int, view: EventView, *, fresh: bool = False) 
 
 async def serve_cached(event_id: int, view: EventView, found: Found) -> Payload:
     """A cached view as it is while fresh enough; past that, one reader (across all
-    processes) rebuilds it and the others keep getting these bytes meanwhile."""
+    processes) rebuilds it and the others keep getting these bytes meanwhile. Should the
+    rebuild fail (no connection in time during a rush), these bytes are still the answer."""
     key = cache.event_key(event_id, view)
     if found.freshness() is Freshness.FRESH or not await cache.claim_refresh(key):
         return found.payload
@@ -292,11 +300,40 @@ async def serve_cached(event_id: int, view: EventView, found: Found) -> Payload:
     if again is not None and again.freshness() is Freshness.FRESH:
         await cache.release_refresh(key)
         return again.payload
-    return await _rebuild(event_id, view)
+    try:
+        return await _rebuild(event_id, view)
+    except (DBAPIError, SQLAlchemyTimeoutError) as exc:
+        log.warning("stale_view_served", event_id=event_id, view=view.name, error=repr(exc)[:120])
+        return found.payload
+
+
+_building: dict[tuple[int, EventView], asyncio.Future[Payload]] = {}
 
 
 async def _rebuild(event_id: int, view: EventView) -> Payload:
-    """Build a view, store it (which frees its refresh lock), and return it."""
+    """Build a view, store it (which frees its refresh lock), and return it. Readers of
+    this process that need the same view meanwhile share the one build (a cold cache or a
+    Redis outage must not send every reader to PostgreSQL at once)."""
+    target = (event_id, view)
+    building = _building.get(target)
+    if building is not None:
+        return await asyncio.shield(building)
+    building = asyncio.get_running_loop().create_future()
+    _building[target] = building
+    try:
+        payload = await _build_and_store(event_id, view)
+    except BaseException as exc:
+        building.set_exception(exc)
+        building.exception()  # retrieved: only the waiters, if any, re-raise it
+        raise
+    else:
+        building.set_result(payload)
+        return payload
+    finally:
+        del _building[target]
+
+
+async def _build_and_store(event_id: int, view: EventView) -> Payload:
     key = cache.event_key(event_id, view)
     try:
         payload = await _build(event_id, view)
@@ -326,7 +363,8 @@ async def _build(event_id: int, view: EventView) -> Payload:
 
 
 async def _read_view(event_id: int, view: EventView) -> tuple[bytes, dict[str, int]]:
-    async with unit_of_work() as uow:
+    # With the cache on, this fills it: on the small pool that bookings cannot exhaust.
+    async with unit_of_work(cache_fill=get_settings().cache_enabled) as uow:
         if view is EventView.SEATS:
             return await seat_map(uow, event_id)
         read = await (detail(uow, event_id) if view is EventView.DETAIL else status(uow, event_id))

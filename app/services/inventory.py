@@ -102,7 +102,7 @@ def announce(
 
     async def recount() -> SeatCounts:
         async def read() -> SeatCounts:
-            async with unit_of_work() as reading:
+            async with unit_of_work(cache_fill=True) as reading:
                 totals = await crud.stored_counts(reading.session, event_id)
             return SeatCounts(totals.available, totals.held, totals.booked)
 

@@ -206,7 +206,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "--port", type=int, default=None, help="API port on 127.0.0.1 (default: a free one)"
     )
     parser.add_argument(
-        "--pool-size", type=int, default=10, help="DB_POOL_SIZE per worker (default 10)"
+        "--pool-size", type=int, default=20, help="DB_POOL_SIZE per worker (default 20)"
     )
     parser.add_argument(
         "--max-overflow", type=int, default=0, help="DB_MAX_OVERFLOW per worker (default 0)"
