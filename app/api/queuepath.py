@@ -14,7 +14,7 @@ carry an `X-Request-ID` but are not access-logged, like cached reads.
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import error_response, unavailable
 from app.api.middleware import request_id
 from app.core.errors import DomainError, NotAuthenticated
 from app.core.security import decode_access_token
@@ -56,6 +56,11 @@ class WaitingRoomFastPath:
             status = await _answer(scope, found, headers)
         except DomainError as exc:
             response: Response = error_response(exc)
+        except Exception as exc:  # the database unreachable or at capacity: 503, as the app
+            refusal = unavailable(exc)
+            if refusal is None:
+                raise
+            response = error_response(refusal)
         else:
             response = Response(status.model_dump_json().encode(), media_type=JSON)
         response.headers["X-Request-ID"] = request_id(scope)

@@ -11,7 +11,9 @@ Retry-After, and a hold still needs a genuine admission token: nobody gets in wi
 one. (The rate limiter fails open instead: it protects capacity, not fairness.)
 """
 
+import asyncio
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +40,7 @@ from app.schemas.waiting_room import QueueState, QueueStats, QueueStatus
 clock: Callable[[], float] = time.time
 
 RETRY_AFTER_S = 1  # Redis away: the guard tries it again after a second
+RETRY_AFTER_MAX_S = 3
 POLL_AFTER_S = 2.0
 GOLDEN = 0.6180339887
 MAX_POLL_AFTER_S = 15
@@ -91,13 +94,30 @@ def _gate_of(event: Event) -> SaleGate:
     )
 
 
-async def sale_gate(uow: UnitOfWork, event_id: int) -> SaleGate | None:
+async def sale_gate(event_id: int) -> SaleGate | None:
     """The event's sale settings: from this process's memory (at most SALE_GATE_TTL_S
-    old), else one read. None when the event does not exist (not remembered)."""
+    old), else one read, shared by every request that misses meanwhile (when the entry
+    of a hot event expires, a thousand joins in flight must not each take a database
+    connection). None when the event does not exist (not remembered)."""
     known: SaleGate | None = memo.sale_gates.get(event_id)
     if known is not None:
         return known
-    row = await crud.sale_settings(uow.session, event_id)
+    loading = _loading.get(event_id)
+    if loading is None:
+        loading = asyncio.create_task(_load_gate(event_id), name=f"sale-gate-{event_id}")
+        _loading[event_id] = loading
+        loading.add_done_callback(lambda _: _loading.pop(event_id, None))
+    return await asyncio.shield(loading)
+
+
+_loading: dict[int, "asyncio.Task[SaleGate | None]"] = {}
+
+
+async def _load_gate(event_id: int) -> SaleGate | None:
+    async with unit_of_work() as uow:
+        row = await retry_read_once(
+            lambda: crud.sale_settings(uow.session, event_id), before_retry=uow.rollback
+        )
     if row is None:
         return None
     status, starts_at, sale_starts_at, queued, rate, minutes, updated_at = row
@@ -115,25 +135,14 @@ async def sale_gate(uow: UnitOfWork, event_id: int) -> SaleGate | None:
     return gate
 
 
-async def _gate_outside(event_id: int) -> SaleGate | None:
-    """`sale_gate` for callers without a unit of work: one is opened only on a miss."""
-    known: SaleGate | None = memo.sale_gates.get(event_id)
-    if known is not None:
-        return known
-    async with unit_of_work() as uow:
-        return await retry_read_once(lambda: sale_gate(uow, event_id), before_retry=uow.rollback)
-
-
 # -- the hold's side ------------------------------------------------------------------
 
 
-async def require_admission(
-    uow: UnitOfWork, user_id: int, event_id: int, token: str | None
-) -> bool:
+async def require_admission(user_id: int, event_id: int, token: str | None) -> bool:
     """Refuse a hold before the sale opens, or on a queued event without a genuine,
     unexpired admission token of this user for this event. True when the event is
     queued (the hold uses its admission: call `admission_used` after it commits)."""
-    gate = await sale_gate(uow, event_id)
+    gate = await sale_gate(event_id)
     if gate is None:
         return False  # the hold itself answers 404
     at = now_ms()
@@ -185,7 +194,7 @@ async def admission_used(event_id: int, user_id: int) -> None:
 async def join(user_id: int, event_id: int, queue_token: str | None, client_ip: str) -> QueueStatus:
     """Take a place in the event's line (or get back the one you have)."""
     await ratelimit.hit(ratelimit.queue_join_per_ip(), client_ip)
-    gate = await _gate_outside(event_id)  # a database read only on this process's miss
+    gate = await sale_gate(event_id)  # a database read only on this process's miss
     if gate is None or gate.status == EventStatus.DRAFT:
         raise NotFound(f"Event {event_id} does not exist.")
     at = now_ms()
@@ -211,7 +220,7 @@ async def status(
     call = _call("status", event_id, user_id, at, queue_token, admission_token)
     found = await line.place(event_id, call)
     if found == NEED_CONFIG:  # Redis lost the settings too: read them once
-        gate = await _gate_outside(event_id)
+        gate = await sale_gate(event_id)
         if gate is None or not gate.queued:
             raise NotFound(f"Event {event_id} has no waiting room.", code="not_in_queue")
         found = await line.place(event_id, replace(call, config=gate.config()))
@@ -259,8 +268,8 @@ def _call(
 
 
 def _answered(found: Place | int | None) -> Place:
-    if found is None:
-        raise QueueUnavailable(retry_after=RETRY_AFTER_S)
+    if found is None:  # spread the retries: thousands of fans were told at once
+        raise QueueUnavailable(retry_after=random.randint(1, RETRY_AFTER_MAX_S))
     assert isinstance(found, Place), found
     return found
 

@@ -37,7 +37,7 @@ async def hold_seats(
     replay = await idempotency.replay_or_claim(uow, user.id, idempotency_key, asked)
     if replay is not None:
         return replay
-    queued = await waiting_room.require_admission(uow, user.id, body.event_id, admission_token)
+    queued = await waiting_room.require_admission(user.id, body.event_id, admission_token)
     result = await service.hold(uow, user, body, idempotency_key)
     response = await idempotency.commit_response(uow, user.id, idempotency_key, result, 201)
     if queued:
