@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import get_settings
@@ -62,10 +64,19 @@ async def _send(job_ids: list[int]) -> int:
             break
         sent.append(job_id)
     if sent:
-        # Bookkeeping of its own, after the cause committed: losing it only re-sends.
-        async with transaction() as uow:
-            await _mark_sent(uow.session, sent)
+        await _record_sent(sent)
     return len(sent)
+
+
+async def _record_sent(job_ids: list[int]) -> None:
+    """Bookkeeping of its own, after the cause committed. Losing it (no connection free
+    during a rush) only means the relay sends the job again later, and a job runs once
+    however often it is delivered: a warning, not an error."""
+    try:
+        async with transaction() as uow:
+            await _mark_sent(uow.session, job_ids)
+    except (DBAPIError, SQLAlchemyTimeoutError) as exc:
+        log.warning("job_sent_not_recorded", job_ids=job_ids, error=repr(exc)[:160])
 
 
 async def _mark_sent(session: AsyncSession, job_ids: Sequence[int]) -> None:

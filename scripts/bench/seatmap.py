@@ -71,10 +71,10 @@ def _window_free(body: bytes, fraction: float) -> list[int]:
     begin = body.find(b"{", head + int((len(body) - head) * fraction))
     if begin < 0:
         begin = body.find(b"{", head)
-    end = begin
+    end, last = begin, body.rfind(b"]")  # the seats array ends there: stop before it
     for _ in range(WINDOW_SEATS):
         found = body.find(b"}", end)
-        if found < 0:
+        if found < 0 or found > last:
             break
         end = found + 1
     seats = orjson.loads(b"[" + body[begin:end] + b"]") if end > begin else []
