@@ -26,6 +26,7 @@ from app.core.db import db
 from app.core.logging import configure_logging
 from app.core.redis import redis
 from app.infra.realtime import hub
+from app.infra.waiting_room import guard as waiting_room_redis
 from app.wiring import wire
 
 
@@ -39,6 +40,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     await hub.close()
     await redis.close()
+    await waiting_room_redis.close()
     await db.dispose()
 
 

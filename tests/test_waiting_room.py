@@ -20,6 +20,7 @@ from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.core.redis import redis
 from app.core.security import create_access_token, hash_password
+from app.infra.waiting_room import guard as line_guard
 from app.models import Role, User
 from app.schemas.event import QueueSettings
 from app.services import waiting_room
@@ -340,12 +341,14 @@ class TestRedisLoss:
 async def own_redis() -> AsyncIterator[RedisProcess]:
     server = RedisProcess()
     server.start()
-    await redis.use(server.url)
+    for guard in (redis, line_guard):
+        await guard.use(server.url)
     try:
         yield server
     finally:
         server.stop()
-        await redis.use(TEST_REDIS_URL)
+        for guard in (redis, line_guard):
+            await guard.use(TEST_REDIS_URL)
 
 
 @pytest.mark.slow

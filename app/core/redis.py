@@ -40,8 +40,15 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 TIMEOUT_ERRORS = (RedisTimeoutError, TimeoutError)
 
 
+OUTAGE_ACTION = "serving from PostgreSQL; caching, live updates and rate limits paused"
+
+
 class RedisGuard:
-    def __init__(self) -> None:
+    def __init__(
+        self, reply_timeout_s: float = SOCKET_TIMEOUT_S, action: str = OUTAGE_ACTION
+    ) -> None:
+        self.reply_timeout_s = reply_timeout_s
+        self.action = action  # what the outage log line says is done meanwhile
         self._client: Redis | None = None
         self._url: str | None = None
         self._skip_until = 0.0
@@ -58,7 +65,7 @@ class RedisGuard:
     @property
     def client(self) -> Redis:
         if self._client is None:
-            self._client = make_client(self.url)
+            self._client = make_client(self.url, self.reply_timeout_s)
         return self._client
 
     @property
@@ -99,7 +106,7 @@ class RedisGuard:
             log.warning(
                 "redis_unavailable",
                 error=f"{type(exc).__name__}: {exc}",
-                action="serving from PostgreSQL; caching, live updates and rate limits paused",
+                action=self.action,
             )
 
     async def _recovered(self) -> None:
@@ -119,10 +126,10 @@ class RedisGuard:
         self._client = None
 
 
-def make_client(url: str) -> Redis:
+def make_client(url: str, reply_timeout_s: float = SOCKET_TIMEOUT_S) -> Redis:
     return Redis.from_url(
         url,
-        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=reply_timeout_s,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         health_check_interval=0,
         # No client-side retries: the guard's breaker decides when to try again.

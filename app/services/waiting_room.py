@@ -45,6 +45,7 @@ POLL_AFTER_S = 2.0
 GOLDEN = 0.6180339887
 MAX_POLL_AFTER_S = 15
 OPENING_SPREAD_S = 3
+OPENING_POLLS_PER_S = 2000
 KEEP_AFTER_EVENT_S = 86_400  # the line's keys outlive the event by a day
 STATES = {
     State.WAITING: QueueState.WAITING,
@@ -297,24 +298,26 @@ def _status(event_id: int, user_id: int, place: Place, at: int) -> QueueStatus:
             out.position, out.ahead = place.rank + 1, place.rank
         wait_s = (opens_in + paused) / 1000 + (ahead + 1) / max(1, place.rate)
         out.estimated_wait_s = math.ceil(wait_s)
-        out.poll_after_s = _poll_after(wait_s, opens_in / 1000, user_id)
+        out.poll_after_s = _poll_after(wait_s, opens_in / 1000, user_id, place.waiting)
     elif place.expires_ms is not None and place.expires_ms > at:
         out.admission_token = admission.sign_admission(event_id, user_id, place.expires_ms)
         out.admission_expires_at = datetime.fromtimestamp(place.expires_ms / 1000, UTC)
     return out
 
 
-def _poll_after(wait_s: float, opens_in_s: float, user_id: int) -> float:
-    """When to ask again: after a tenth of the wait (10,000 fans at 50 a second then poll
-    about 2,000 times a second in all; those near the front every second, so they learn
+def _poll_after(wait_s: float, opens_in_s: float, user_id: int, waiting: int) -> float:
+    """When to ask again: after a tenth of the wait (10,000 fans at 25 a second then poll
+    about 1,300 times a second in all; those near the front every second, so they learn
     of their admission within a second of it). Before the sale opens: right after it
-    opens, when places are drawn, spread evenly over OPENING_SPREAD_S by user, so that
-    the first fans admitted do not all learn of it (and hold) at the same instant."""
+    opens, when places are drawn, spread evenly by user over OPENING_SPREAD_S or more (at
+    most OPENING_POLLS_PER_S of the early fans come back each second), so that the first
+    fans admitted do not all learn of it (and hold) at the same instant."""
     if opens_in_s > 0:
         if opens_in_s > 2 * MAX_POLL_AFTER_S:
             return 2 * MAX_POLL_AFTER_S
+        spread = max(OPENING_SPREAD_S, waiting / OPENING_POLLS_PER_S)
         share = (user_id * GOLDEN) % 1.0  # evenly spread, whatever the ids
-        return round(opens_in_s + OPENING_SPREAD_S * share, 1)
+        return round(opens_in_s + spread * share, 1)
     return round(min(MAX_POLL_AFTER_S, max(1.0, wait_s / 10)), 1)
 
 
