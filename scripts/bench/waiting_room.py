@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections import Counter, defaultdict
@@ -165,14 +166,18 @@ async def _open_evenly(port: int, count: int, pids: list[int]) -> list[Connectio
         else:
             kept[owner if owner is not None else min(kept, key=lambda p: len(kept[p]))].append(conn)
         sockets = now
-    return [conn for conns in kept.values() for conn in conns][:count]
+    # Interleaved, and used in turn by the pool: each worker gets every other request.
+    mixed = [conn for round_ in itertools.zip_longest(*kept.values()) for conn in round_]
+    return [conn for conn in mixed if conn is not None][:count]
 
 
 class Pool:
-    """Keep-alive connections shared by the fans; the wait for one is measured apart."""
+    """Keep-alive connections shared by the fans, used in turn (first in, first out: a
+    stack would keep reusing the few on top, all on one worker); the wait for one is
+    measured apart."""
 
     def __init__(self, conns: list[Connection]) -> None:
-        self.idle: asyncio.LifoQueue[Connection] = asyncio.LifoQueue()
+        self.idle: asyncio.Queue[Connection] = asyncio.Queue()
         for conn in conns:
             self.idle.put_nowait(conn)
         self.all = conns
