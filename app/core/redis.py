@@ -8,10 +8,10 @@ per request, and automatic recovery.
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -45,9 +45,13 @@ OUTAGE_ACTION = "serving from PostgreSQL; caching, live updates and rate limits 
 
 class RedisGuard:
     def __init__(
-        self, reply_timeout_s: float = SOCKET_TIMEOUT_S, action: str = OUTAGE_ACTION
+        self,
+        reply_timeout_s: float = SOCKET_TIMEOUT_S,
+        action: str = OUTAGE_ACTION,
+        connections: int | None = None,
     ) -> None:
         self.reply_timeout_s = reply_timeout_s
+        self.connections = connections  # a bounded pool that callers wait for
         self.action = action  # what the outage log line says is done meanwhile
         self._client: Redis | None = None
         self._url: str | None = None
@@ -65,7 +69,7 @@ class RedisGuard:
     @property
     def client(self) -> Redis:
         if self._client is None:
-            self._client = make_client(self.url, self.reply_timeout_s)
+            self._client = make_client(self.url, self.reply_timeout_s, self.connections)
         return self._client
 
     @property
@@ -126,15 +130,26 @@ class RedisGuard:
         self._client = None
 
 
-def make_client(url: str, reply_timeout_s: float = SOCKET_TIMEOUT_S) -> Redis:
-    return Redis.from_url(
-        url,
-        socket_timeout=reply_timeout_s,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        health_check_interval=0,
+def make_client(
+    url: str, reply_timeout_s: float = SOCKET_TIMEOUT_S, connections: int | None = None
+) -> Redis:
+    """A client with short timeouts. With `connections`, commands beyond that many in
+    flight wait (up to the reply timeout) for a connection; without, redis-py's own pool
+    (100 connections) refuses them at once with MaxConnectionsError, which the guard
+    counts as an outage."""
+    options: dict[str, Any] = {
+        "socket_timeout": reply_timeout_s,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "health_check_interval": 0,
         # No client-side retries: the guard's breaker decides when to try again.
-        retry=Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if connections is None:
+        return Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=reply_timeout_s, **options
     )
+    return Redis.from_pool(pool)  # owns it: closing the client closes its connections
 
 
 redis = RedisGuard()

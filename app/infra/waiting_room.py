@@ -46,8 +46,16 @@ MAX_ADMIT_PER_CALL = 1000
 # that process was refused for a second, and the retries fed the overload (measured:
 # 24,000 503s for 10,000 joins in 5 s). A Redis that is really down is still seen at once
 # (a refused connection opens the breaker immediately).
+# Its pool is bounded and waited for: with hundreds of joins in flight per process,
+# redis-py's default pool refused the 101st command at once (MaxConnectionsError), which
+# opened the breaker just the same. 32 connections carry thousands of scripts a second.
 REPLY_TIMEOUT_S = 1.0
-guard = RedisGuard(REPLY_TIMEOUT_S, action="the waiting room fails closed: joins and polls get 503")
+CONNECTIONS = 32
+guard = RedisGuard(
+    REPLY_TIMEOUT_S,
+    action="the waiting room fails closed: joins and polls get 503",
+    connections=CONNECTIONS,
+)
 
 _SCRIPT = """
 local cfg, meta, line, adm, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
