@@ -88,7 +88,10 @@ class WaitingRoomFastPath:
         if self._slots is None:
             self._slots = asyncio.Semaphore(SLOTS)
         try:
-            await asyncio.wait_for(self._slots.acquire(), SLOT_WAIT_S)
+            if self._slots.locked():  # wait_for costs a task: only when there is a wait
+                await asyncio.wait_for(self._slots.acquire(), SLOT_WAIT_S)
+            else:
+                await self._slots.acquire()
         except TimeoutError:
             raise Overloaded(
                 "The waiting room is very busy; keep your place and retry.",

@@ -1,14 +1,14 @@
 """waiting-room: a big on-sale behind the virtual waiting room, then the same sale without.
 
-Queue on: FANS fans join `POST /events/{id}/queue` within JOIN_S seconds (the sale opens
-at 80 % of that: those before are drawn into a random order, the rest line up), then
+Queue on: FANS fans join `POST /events/{id}/queue` within JOIN_S seconds, before the sale
+opens (at the end of that window; their places are drawn then), then
 poll `GET /events/{id}/queue/me` at the pace the answers ask (`poll_after_s`, +-20 %);
 an admitted fan holds 1-4 seats ("any N") with the `Admission-Token` and confirms. The
 organizer's stats are sampled meanwhile (the admission rate). The rate is what an
 organizer would set on this machine: about a third of what its booking path takes in
 holds plus confirms (docs/PERFORMANCE.md, confirm-flow), so admitted fans are served at
-once while the rest wait. Once sold out, the poll
-capacity is measured on its own: a closed loop of polls by fans still in line.
+once while the rest wait. Once sold out, the poll capacity is measured on its own: a
+closed loop of polls by fans still in line (wrk, scripts/bench/waiting_room.lua).
 Queue off: the same fans arrive as fast at another event of the same size and hold at
 once. Fans are bulk-inserted with one password hash and tokens minted by the harness
 (the server's SECRET_KEY), like the other scenarios' customers; their requests share a
@@ -330,8 +330,8 @@ def _checks(
 def _description(sizes: Sizes) -> str:
     return (
         f"{sizes.fans:,} fans (bulk-inserted, tokens minted by the harness) join the waiting "
-        f"room of a {sizes.seats:,}-seat event within {sizes.join_s} s; the sale opens "
-        f"at {OPENS_AT:.0%} of that, admit_per_second {sizes.rate} (arrivals: "
+        f"room of a {sizes.seats:,}-seat event within {sizes.join_s} s, before the sale "
+        f"opens (at {OPENS_AT:.0%} of that); admit_per_second {sizes.rate} (arrivals: "
         f"{sizes.fans / sizes.join_s / sizes.rate:.0f}x that). They poll at the "
         "pace the answers ask; admitted fans hold 1-4 seats with their admission token and "
         "confirm. Then polls in a closed loop by the fans still in line (capacity). Then the "
