@@ -25,6 +25,7 @@ UNKNOWN = "nobody@example.com"
 # each) block it back to back for over a second; off it, the slowest other request was
 # 8-34 ms on a quiet machine and up to ~160 ms with other test runs on the same cores.
 STALL_S = 0.3
+MIN_SERVED = 20  # other requests answered while the logins hash
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ class TestLoginRush:
             f"{took[len(took) // 2] * 1000:.1f} ms, slowest {took[-1] * 1000:.1f} ms; "
             f"one hash measured {hasher.seconds or 0:.3f}s"
         )
-        assert len(took) > 20
+        assert len(took) > MIN_SERVED
         assert took[-1] < STALL_S
 
     async def test_no_connection_is_held_while_hashing(
@@ -191,8 +192,13 @@ class TestNegativeControls:
 
         monkeypatch.setattr(hasher, "_run", on_the_loop)
         _, took = await rush_and_probe(client, production_hash, production_cost)
-        record_figure(f"negative control: hashing on the loop, slowest {max(took) * 1000:.0f} ms")
-        assert max(took) > STALL_S
+        record_figure(
+            f"negative control: hashing on the loop, {len(took)} other requests, "
+            f"slowest {max(took) * 1000:.0f} ms"
+        )
+        # The positive test would fail: a stalled request, or (the loop blocked, so the
+        # in-process probe barely ran) too few requests served meanwhile.
+        assert max(took) > STALL_S or len(took) <= MIN_SERVED
 
     async def test_a_connection_held_while_hashing_is_caught(
         self, client, production_cost, production_hash, monkeypatch
