@@ -31,6 +31,8 @@ OPENS_AT = 1.0  # the sale opens this far into the arrival window: as the last f
 LAG_PROBE_S = 0.005
 LAG_REPORTED_S = 0.02
 WARM_FANS = 32
+WARM_CONNECTIONS = 128
+WARM_BURST_POLLS = 10
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class Fans:
     async def prepare(self) -> None:
         """Just before the first fan arrives."""
 
-    async def run(self, fan: Callable[[int, str], Any]) -> Sale:
+    async def run(self, fan: Callable[[str], Any]) -> Sale:
         pids = self.ctx.server.worker_pids()
         before = {pid: _sockets(pid) for pid in pids}
         conns = await _open_evenly(self.ctx.port, self.sizes.connections, pids)
@@ -156,12 +158,17 @@ class Fans:
         self.pool = Pool(conns)
         await self.prepare()
         run = self.sale.run
+        lagging = asyncio.ensure_future(self._lag())
         cpu = time.process_time()
         run.started = time.perf_counter()
-        tasks = [asyncio.ensure_future(fan(i, t)) for i, t in enumerate(self.tokens)]
-        lagging = asyncio.ensure_future(self._lag())
-        done, pending = await asyncio.wait(tasks, timeout=self.sizes.deadline_s)
+        tasks: list[asyncio.Task[Any]] = []
+        dispatching = asyncio.ensure_future(self._dispatch(fan, tasks))
+        deadline = run.started + self.sizes.deadline_s
+        await asyncio.wait([dispatching], timeout=self.sizes.deadline_s)
+        left = max(0.0, deadline - time.perf_counter())
+        done, pending = await asyncio.wait(tasks, timeout=left) if tasks else (set(), set())
         lagging.cancel()
+        dispatching.cancel()
         for task in pending:
             task.cancel()
         for task in done:
@@ -183,9 +190,16 @@ class Fans:
             if late > LAG_REPORTED_S:
                 self.sale.lags.append((asked, late))
 
-    async def arrive(self, i: int) -> None:
-        at = self.sale.run.started + self.sizes.join_s * i / len(self.tokens)
-        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+    async def _dispatch(self, fan: Callable[[str], Any], tasks: list[Any]) -> None:
+        """Each fan's task starts at its arrival time (evenly over join_s): starting
+        10,000 tasks at once kept this process busy for the first 100-200 ms, and the
+        replies it read late looked like slow joins."""
+        count = len(self.tokens)
+        for i, token in enumerate(self.tokens):
+            at = self.sale.run.started + self.sizes.join_s * i / count
+            if at > time.perf_counter():
+                await asyncio.sleep(at - time.perf_counter())
+            tasks.append(asyncio.ensure_future(fan(token)))
 
     async def buy(self, token: str, headers: dict[str, str]) -> None:
         """Hold 1-4 seats ("any N"), confirm; a 409 with none available means sold out."""
@@ -227,8 +241,7 @@ class Queued(Fans):
         self.opens = time.perf_counter() + ahead
         self.sale.run.samples.clear()  # the organizer's request is not a fan's
 
-    async def fan(self, i: int, token: str) -> None:
-        await self.arrive(i)
+    async def fan(self, token: str) -> None:
         path = f"/events/{self.event_id}/queue"
         reply = await self.send("join", self._bytes("POST", path, token))
         if reply is None or reply.status != 200:
@@ -272,8 +285,7 @@ class Queued(Fans):
 
 
 class Direct(Fans):
-    async def fan(self, i: int, token: str) -> None:
-        await self.arrive(i)
+    async def fan(self, token: str) -> None:
         await self.buy(token, {})
 
 
@@ -281,9 +293,10 @@ class Direct(Fans):
 
 
 def warm(ctx: Context, event_id: int) -> None:
-    """A few customers join, poll, hold and confirm on a small queued event first: the
-    first confirm of a process sets up Celery's producer, the first hold compiles, and a
-    cold server's first second is not what is being measured."""
+    """A few customers join, poll, hold and confirm on a small queued event first, then
+    poll it 128 at a time for a moment: the first confirm of a process sets up Celery's
+    producer, the first hold compiles, Redis connections are opened as requests need
+    them, and a cold server's first second is not what is being measured."""
     tokens = [token for _, token in ctx.data.users[-WARM_FANS:]]
 
     async def one(i: int, conn: Connection, recorder: Recorder) -> None:
@@ -310,12 +323,26 @@ def warm(ctx: Context, event_id: int) -> None:
             conn, "confirm", request_bytes("POST", path, ctx.port, b"{}", tokens[i])
         )
 
+    polls = [
+        request_bytes("GET", f"/events/{event_id}/queue/me", ctx.port, token=t) for t in tokens
+    ]
+
+    async def burst(conns: list[Connection], recorder: Recorder) -> None:
+        """Many polls at once, so the processes' Redis pools have grown to their size."""
+
+        async def loop(n: int, conn: Connection) -> None:
+            for k in range(WARM_BURST_POLLS):
+                await recorder.send(conn, "poll", polls[(n + k) % len(polls)])
+
+        await asyncio.gather(*(loop(n, c) for n, c in enumerate(conns)))
+
     async def everyone() -> None:
         pids = ctx.server.worker_pids()
-        conns = await _open_evenly(ctx.port, len(tokens), pids)  # every worker warmed up
+        conns = await _open_evenly(ctx.port, WARM_CONNECTIONS, pids)  # every worker warmed
         recorder = Recorder(Run())
         try:
-            await asyncio.gather(*(one(i, c, recorder) for i, c in enumerate(conns)))
+            await asyncio.gather(*(one(i, c, recorder) for i, c in enumerate(conns[:WARM_FANS])))
+            await burst(conns, recorder)
         finally:
             for conn in conns:
                 conn.close()

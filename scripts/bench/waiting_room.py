@@ -277,6 +277,9 @@ def _result(ctx: Context, sizes: Sizes, out: Outcome) -> Result:
         "queue on: holds (admitted fans)": holds,
         "queue on: holds by phase": _by_phase(sale.run, "hold", sale.run.started + sizes.join_s),
         "queue on: slowest holds (since the sale's start)": _slowest(sale.run, "hold", out.opens),
+        "queue on: slowest joins (since the first arrival)": _slowest(
+            sale.run, "join", sale.run.started
+        ),
         "queue on: polls by phase": _by_phase(sale.run, "poll", sale.run.started + sizes.join_s),
         "queue on: confirms": _figures(sale.run, "confirm"),
         "queue on: sold out after s (from the sale's start)": _sold_out_s(sale, out.opens),
