@@ -151,7 +151,17 @@ class TestPoolExhausted:
         buyers = await customers(50)
         await reconfigure(db_pool_size=1, db_max_overflow=0, db_pool_timeout_s=0.1)
         started = time.perf_counter()
-        answers = await send_all(client, random_holds(event_id, seat_ids, buyers, 50, seed=11))
+
+        async def hold_the_connection() -> None:  # so the first holds surely find none free
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(0.5)"))
+
+        calls = random_holds(event_id, seat_ids, buyers, 50, seed=11)
+        blocker = asyncio.create_task(hold_the_connection())
+        await asyncio.sleep(0.05)
+        answers = await send_all(client, calls[:25])  # the connection is taken: 503s
+        await blocker
+        answers += await send_all(client, calls[25:])  # one connection for 25 at once
         elapsed = time.perf_counter() - started
         found = tally(answers)
         record_figure(f"pool of 1, 50 holds at once: {dict(found)} in {elapsed:.2f}s")
