@@ -2,9 +2,10 @@
 
 The harness runs as a real process against the servers the suite uses, with the
 original DATABASE_URL / REDIS_URL (not the test database): it creates its own database
-(`evently_bench_smoke`, so a `make bench` running meanwhile is not disturbed) and uses
-Redis database 13. It starts uvicorn with two workers, seeds, runs scenarios in
-`--quick` mode and checks the invariants; here we check what it reported.
+(`evently_bench_smoke`, or `<EVENTLY_TEST_DATABASE>_bench`, so a `make bench` running
+meanwhile is not disturbed) and uses Redis database 13. It starts uvicorn with two
+workers, seeds, runs scenarios in `--quick` mode and checks the invariants; here we check
+what it reported.
 """
 
 import json
@@ -35,6 +36,15 @@ TEST_ONLY = (
 GENERATORS = ["python", "wrk"]
 ON_SALE = ("onsale", "stadium", "login-rush")
 
+# Its own database, named after the test database when that is set, so two test runs on
+# one machine do not seed each other's benchmark.
+SMOKE_DATABASE = (
+    os.environ["EVENTLY_TEST_DATABASE"] + "_bench"
+    if os.environ.get("EVENTLY_TEST_DATABASE")
+    else "evently_bench_smoke"
+)
+SMOKE_REDIS_DB = os.environ.get("EVENTLY_TEST_BENCH_REDIS_DB", "13")
+
 
 def run_bench(
     results: Path, generator: str, only: str = "read-cached,hot-event"
@@ -51,9 +61,9 @@ def run_bench(
         "--generator",
         generator,
         "--database",
-        "evently_bench_smoke",
+        SMOKE_DATABASE,
         "--redis-db",
-        "13",
+        SMOKE_REDIS_DB,
         "--results-dir",
         str(results),
     ]
