@@ -24,6 +24,19 @@ async def seats(client: httpx.AsyncClient, event_id: int) -> dict[int, str]:
     return {s["id"]: s["status"] for s in response.json()["seats"]}
 
 
+async def one_seat_held(
+    client: httpx.AsyncClient, organizer: factories.Account, customer: factories.Account
+) -> tuple[int, int]:
+    """A 10-seat event with its first seat held by `customer`: (event id, seat id)."""
+    event_id = await factories.seated_event(organizer, seats=10)
+    seat_id = next(iter(await seats(client, event_id)))
+    held = await client.post(
+        "/bookings/", json={"event_id": event_id, "seat_ids": [seat_id]}, headers=customer.headers
+    )
+    assert held.status_code == 201
+    return event_id, seat_id
+
+
 async def cached_keys(event_id: int) -> list[bool]:
     return [bool(await redis.client.exists(k)) for k in cache.event_keys(event_id)]
 
@@ -107,13 +120,7 @@ class TestInvalidation:
         assert (await client.get("/events/")).json()["total"] == 1
 
     async def test_refused_hold_leaves_the_cache_alone(self, client, organizer, customer) -> None:
-        event_id = await factories.seated_event(organizer, seats=10)
-        seat_id = next(iter(await seats(client, event_id)))
-        await client.post(
-            "/bookings/",
-            json={"event_id": event_id, "seat_ids": [seat_id]},
-            headers=customer.headers,
-        )
+        event_id, seat_id = await one_seat_held(client, organizer, customer)
         before = await client.get(f"/events/{event_id}/seats")
         version = await redis.client.get(cache.event_version_key(event_id))
         other = await factories.account()
@@ -177,13 +184,7 @@ class TestWriteStorm:
     async def test_a_hold_shows_within_the_window(
         self, client, organizer, customer, window
     ) -> None:
-        event_id = await factories.seated_event(organizer, seats=10)
-        seat_id = next(iter(await seats(client, event_id)))
-        await client.post(
-            "/bookings/",
-            json={"event_id": event_id, "seat_ids": [seat_id]},
-            headers=customer.headers,
-        )
+        event_id, seat_id = await one_seat_held(client, organizer, customer)
         started = time.monotonic()
         while (await seats(client, event_id))[seat_id] != "held":
             assert time.monotonic() - started < 1.0, "the hold did not show within 1 s"
@@ -229,13 +230,7 @@ class TestWriteStorm:
     async def test_stale_readers_do_not_pile_onto_the_database(
         self, client, organizer, customer, window, rebuilds
     ) -> None:
-        event_id = await factories.seated_event(organizer, seats=10)
-        seat_id = next(iter(await seats(client, event_id)))
-        await client.post(
-            "/bookings/",
-            json={"event_id": event_id, "seat_ids": [seat_id]},
-            headers=customer.headers,
-        )
+        event_id, seat_id = await one_seat_held(client, organizer, customer)
         await asyncio.sleep(window / 1000 + 0.05)  # now stale past the window
         rebuilds.clear()
         answers = await asyncio.gather(

@@ -90,13 +90,6 @@ def log_key(event_id: int) -> str:
     return f"{LOG_PREFIX}{event_id}"
 
 
-async def current_seq(event_id: int) -> int:
-    async def read(client: Redis) -> int:
-        return int(await client.get(seq_key(event_id)) or 0)
-
-    return await redis.call(read, 0)
-
-
 @dataclass(frozen=True)
 class SeatCounts:
     available: int
