@@ -10,10 +10,10 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test bench lint fmt migrate clean distclean
+.PHONY: help venv run test test-faults bench lint fmt migrate clean distclean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  (PYTEST_ARGS='-k booking -x' narrows make test; PORT=9000 moves make run)"
 
 venv: $(STAMP) ## create .venv and install the project with its dev and embedded extras
@@ -30,6 +30,10 @@ run: venv ## the whole system: services, migrations, demo data, API (Ctrl-C stop
 
 test: venv ## the test suite against a real PostgreSQL and Redis
 	$(BIN)/python -m scripts.devenv exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-faults: venv ## the long form of the fault, fuzzing and model-based tests (several minutes)
+	EVENTLY_FAULTS=full $(BIN)/python -m scripts.devenv exec -- $(BIN)/python -m pytest \
+		tests/faults tests/test_fuzz.py tests/test_model.py $(PYTEST_ARGS)
 
 bench: venv ## production-like load benchmark on 127.0.0.1; results in bench-results/ (BENCH_ARGS='--quick')
 	$(BIN)/python -m scripts.devenv exec -- $(BIN)/python -m scripts.bench $(BENCH_ARGS)
