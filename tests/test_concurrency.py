@@ -19,18 +19,9 @@ from app.crud import inventory
 from app.models import Role
 from tests import factories
 from tests.conftest import record_figure
+from tests.faults.storm import violations
 
 pytestmark = pytest.mark.slow
-
-DOUBLE_CLAIMS = text(
-    """
-    SELECT bs.seat_id, array_agg(b.id) AS bookings
-    FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id
-    WHERE b.status IN ('pending', 'confirmed')
-    GROUP BY bs.seat_id HAVING count(*) > 1
-    """
-)
-SEATS_HELD = text("SELECT id, booking_id FROM seats WHERE event_id = :e AND status <> 'available'")
 
 
 async def customers(n: int) -> list[factories.Account]:
@@ -41,30 +32,6 @@ async def post_all(
     client: httpx.AsyncClient, calls: list[tuple[str, dict[str, object], dict[str, str]]]
 ) -> list[httpx.Response]:
     return await asyncio.gather(*(client.post(url, json=body, headers=h) for url, body, h in calls))
-
-
-async def violations(event_id: int, responses: list[httpx.Response]) -> list[str]:
-    """Every way the database and the 201 responses disagree with the invariants."""
-    async with db.engine.connect() as conn:
-        doubles = (await conn.execute(DOUBLE_CLAIMS)).all()
-        held = dict((await conn.execute(SEATS_HELD, {"e": event_id})).all())
-    found = [f"seat {seat} is in active bookings {ids}" for seat, ids in doubles]
-    sold: dict[int, int] = {}
-    for r in responses:
-        if r.status_code == 201:
-            for seat in r.json()["seats"]:
-                if seat["id"] in sold:
-                    first, second = sold[seat["id"]], r.json()["id"]
-                    found.append(f"seat {seat['id']} was sold to bookings {first} and {second}")
-                sold[seat["id"]] = r.json()["id"]
-    if len(held) != len(sold):
-        found.append(f"{len(held)} seats are taken in the database but 201s promised {len(sold)}")
-    found += [
-        f"seat {s} points at booking {held.get(s)}, promised to {b}"
-        for s, b in sold.items()
-        if held.get(s) != b
-    ]
-    return found
 
 
 def assert_clean_statuses(responses: list[httpx.Response]) -> Counter[int]:

@@ -3,18 +3,14 @@ PostgreSQL backends killed under the app both give 503 with Retry-After, never a
 the seats stay consistent. Real PostgreSQL, requests through the whole ASGI app at once."""
 
 import asyncio
-import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app.api.errors import unavailable
@@ -23,17 +19,21 @@ from app.core.db import db, is_connection_lost, retry_read_once, unit_of_work
 from app.main import api
 from tests import factories
 from tests.conftest import record_figure
-from tests.test_concurrency import customers, violations
+from tests.faults.storm import (
+    UNACKNOWLEDGED,
+    Kills,
+    kill_backends_until,
+    random_holds,
+    seat_ids_of,
+    tally,
+    terminate_app_backends,
+    violations,
+)
+from tests.test_concurrency import customers
 
 pytestmark = pytest.mark.slow
 
 Reconfigure = Callable[..., Awaitable[None]]
-REFUSED = {"overloaded", "database_unavailable"}
-UNACKNOWLEDGED = "seats are taken in the database but 201s promised"
-TERMINATE = (
-    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-    " WHERE application_name = 'evently' AND datname = current_database()"
-)
 
 
 @pytest.fixture
@@ -51,41 +51,6 @@ async def reconfigure(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Reconfig
     await db.dispose()
 
 
-def _dsn() -> str:
-    url = make_url(get_settings().database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
-
-
-async def terminate_app_backends() -> int:
-    """pg_terminate_backend on every connection of the app (application_name 'evently')."""
-    conn = await asyncpg.connect(_dsn(), server_settings={"application_name": "evently-killer"})
-    try:
-        return int(await conn.fetchval(TERMINATE))
-    finally:
-        await conn.close()
-
-
-@dataclass
-class Kills:
-    rounds: int = 0
-    terminated: int = 0
-
-
-async def kill_backends_until(done: asyncio.Event, kills: Kills, seed: int = 5) -> None:
-    """Terminate the app's backends every 0.2-0.5 s until `done` is set."""
-    rng = random.Random(seed)
-    conn = await asyncpg.connect(_dsn(), server_settings={"application_name": "evently-killer"})
-    try:
-        while not done.is_set():
-            try:
-                await asyncio.wait_for(done.wait(), rng.uniform(0.2, 0.5))
-            except TimeoutError:
-                kills.terminated += int(await conn.fetchval(TERMINATE))
-                kills.rounds += 1
-    finally:
-        await conn.close()
-
-
 async def send_all(
     client: httpx.AsyncClient, calls: list[tuple[dict[str, Any], dict[str, str]]]
 ) -> list[httpx.Response | BaseException]:
@@ -95,40 +60,6 @@ async def send_all(
         *(client.post("/bookings/", json=body, headers=h) for body, h in calls),
         return_exceptions=True,
     )
-
-
-def tally(answers: list[httpx.Response | BaseException]) -> Counter[int | str]:
-    """Statuses of the answers; anything but 201, 409 or a 503 with Retry-After fails."""
-    found: Counter[int | str] = Counter()
-    for a in answers:
-        if isinstance(a, BaseException):
-            found[f"raised {type(a).__name__}: {str(a)[:120]}"] += 1
-            continue
-        found[a.status_code] += 1
-        if a.status_code == 503:
-            assert a.json()["code"] in REFUSED, a.text
-            assert int(a.headers["retry-after"]) >= 1
-            found[a.json()["code"]] += 1
-    assert {k for k in found if isinstance(k, int)} <= {201, 409, 503}, found
-    assert all(isinstance(k, int) or k in REFUSED for k in found), found
-    return found
-
-
-def random_holds(
-    event_id: int, seat_ids: list[int], buyers: list[factories.Account], n: int, seed: int
-) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    rng = random.Random(seed)
-    return [
-        (
-            {"event_id": event_id, "seat_ids": rng.sample(seat_ids, rng.randint(1, 3))},
-            buyers[i % len(buyers)].headers,
-        )
-        for i in range(n)
-    ]
-
-
-async def seat_ids_of(client: httpx.AsyncClient, event_id: int) -> list[int]:
-    return [s["id"] for s in (await client.get(f"/events/{event_id}/seats")).json()["seats"]]
 
 
 async def still_works(client: httpx.AsyncClient, organizer: factories.Account) -> None:
