@@ -1,5 +1,6 @@
 """Application settings: one object, read from the environment (and `.env`)."""
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
     # Waiting room: after Redis lost a line, admissions pause this long while the people
     # in it come back with their queue tokens, so they are admitted in their old order.
     queue_rebuild_s: int = Field(default=10, ge=0, le=600)
+
+    # Tickets: HMAC (EVT1) codes of tickets issued before Ed25519 (EVT2) still check in,
+    # until this instant when set (unset: for as long as those tickets exist).
+    ticket_hmac_accepted_until: datetime | None = None
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import memo
 from app.core.db import Prepared
+from app.crud import ticket_keys
 from app.models import (
     Booking,
     BookingSeat,
@@ -484,6 +485,8 @@ async def cancel_bookings(session: AsyncSession, booking_ids: Sequence[int]) -> 
         .values(status=BookingStatus.CANCELLED, cancelled_at=func.now())
     )
     await _deactivate_claims(session, booking_ids)
+    # Here, the one place bookings are cancelled: no path can cancel and forget to revoke.
+    await ticket_keys.revoke_for_bookings(session, booking_ids)
 
 
 async def _deactivate_claims(session: AsyncSession, booking_ids: Sequence[int]) -> None:

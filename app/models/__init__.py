@@ -19,6 +19,7 @@ from app.models.notification import Notification
 from app.models.outbox import OutboxJob
 from app.models.seat import Seat
 from app.models.ticket import Ticket
+from app.models.ticket_key import TicketKey, TicketRevocation, TicketRevocationHead
 from app.models.user import User
 from app.models.waitlist import WaitlistEntry
 
@@ -40,6 +41,9 @@ __all__ = [
     "SeatStatus",
     "Seating",
     "Ticket",
+    "TicketKey",
+    "TicketRevocation",
+    "TicketRevocationHead",
     "User",
     "WaitlistEntry",
     "WaitlistStatus",

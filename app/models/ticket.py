@@ -18,3 +18,5 @@ class Ticket(Base):
     qr_code_data: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = created_at_column()
     checked_in_at: Mapped[datetime | None] = utc_timestamp()
+    # The scanner's nonce of the admitting scan: re-uploading that scan is not a 2nd entry.
+    checkin_nonce: Mapped[str | None] = mapped_column(String(64))

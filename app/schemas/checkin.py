@@ -12,6 +12,13 @@ class CheckinRequest(BaseModel):
     code: Annotated[str, Field(min_length=4, max_length=32)] | None = None
     qr_code_data: Annotated[str, Field(min_length=10, max_length=200)] | None = None
     event_id: DbId | None = Field(default=None, description="The event at this door, if known")
+    nonce: (
+        Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None
+    ) = Field(
+        default=None,
+        description="The scanner's id for this scan: sending the same scan again (an "
+        "offline scanner re-uploading) answers the first admission, `replayed: true`",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> "CheckinRequest":
@@ -28,3 +35,4 @@ class CheckinRead(BaseModel):
     seat_label: str
     holder: str
     checked_in_at: datetime
+    replayed: bool = Field(default=False, description="This scan (same nonce) was admitted before")

@@ -20,7 +20,7 @@ from app.core.errors import (
     PaymentDeclined,
     SeatsUnavailable,
 )
-from app.core.security import new_ticket_code, sign_ticket
+from app.core.security import new_ticket_code
 from app.crud import bookings as crud
 from app.crud import inventory
 from app.crud import waitlist as waitlist_crud
@@ -39,7 +39,7 @@ from app.models import (
 from app.schemas.booking import BookedSeat, BookingCreate, BookingRead, ConfirmRequest, TicketRead
 from app.schemas.common import Page
 from app.services import inventory as rules
-from app.services import notifications, waitlist
+from app.services import notifications, tickets, waitlist
 
 DECLINING_TOKEN = "fail"
 SEATS_BUSY = "Those seats are being booked by someone else right now; try again."
@@ -122,7 +122,8 @@ async def _confirm(
     await inventory.book_seats(session, booking.id)
     booking.status = BookingStatus.CONFIRMED
     booking.confirmed_at = datetime.now(UTC)
-    await crud.add_tickets(session, [_ticket(booking, s) for s in seats])
+    signer = await tickets.signer(uow, booking.event_id)
+    await crud.add_tickets(session, [_ticket(booking, s, signer) for s in seats])
     rules.announce(uow, booking.event_id, seats, SeatStatus.BOOKED)
     await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
     await outbox.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
@@ -133,13 +134,10 @@ def _lapsed(booking: Booking) -> bool:
     return booking.expires_at is not None and booking.expires_at <= datetime.now(UTC)
 
 
-def _ticket(booking: Booking, seat: LockedSeat) -> Ticket:
+def _ticket(booking: Booking, seat: LockedSeat, signer: tickets.Signer) -> Ticket:
     code = new_ticket_code()
     return Ticket(
-        booking_id=booking.id,
-        seat_id=seat.id,
-        code=code,
-        qr_code_data=sign_ticket(booking.event_id, seat.id, code),
+        booking_id=booking.id, seat_id=seat.id, code=code, qr_code_data=signer.sign(seat.id, code)
     )
 
 
