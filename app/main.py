@@ -18,6 +18,7 @@ from app.api.routes import (
     health,
     live,
     notifications,
+    tickets,
     waiting_room,
     waitlist,
 )
@@ -56,7 +57,18 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
-    routers = (auth, events, live, waiting_room, bookings, waitlist, notifications, admin, health)
+    routers = (
+        auth,
+        events,
+        tickets,
+        live,
+        waiting_room,
+        bookings,
+        waitlist,
+        notifications,
+        admin,
+        health,
+    )
     for module in routers:
         app.include_router(module.router)
     return app
