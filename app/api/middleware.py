@@ -1,9 +1,11 @@
-"""A request id per request: taken from `X-Request-ID` or made, logged, echoed back."""
+"""Plain ASGI middleware: a request id per request (taken from `X-Request-ID` or made,
+logged, echoed back), and the request body size limit."""
 
 import time
 import uuid
 
 import structlog
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("evently.access")
@@ -56,3 +58,83 @@ def _incoming_id(scope: Scope) -> str | None:
             text = value.decode("latin-1")[:64]
             return text if text.replace("-", "").isalnum() else None
     return None
+
+
+class BodyTooLarge(Exception):
+    """Raised from `receive` once a streamed request body passes the limit."""
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over `limit` bytes (MAX_BODY_BYTES), before anything
+    buffers or parses it: at once when Content-Length says so, else as soon as the
+    streamed chunks add up to more (a chunked upload declares no length).
+
+    It wraps the ASGI fast paths as well as FastAPI (see `app.main.serve`), so no route
+    can be sent a 10 MB body. When the body turns out too large while the application is
+    reading it, whatever the application answers (FastAPI makes a 400 of the error) is
+    dropped and the 413 sent instead.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is None:
+            await self._counted(scope, receive, send)
+        elif declared > self.limit:
+            await too_large(scope, self.limit)(scope, receive, send)
+        else:  # the server delivers exactly Content-Length bytes: nothing to count
+            await self.app(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if received > self.limit:
+                return  # the application's answer to a body it never got whole
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if received <= self.limit:
+                raise
+        if received > self.limit and not started:
+            await too_large(scope, self.limit)(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def too_large(scope: Scope, limit: int) -> JSONResponse:
+    """The 413; the connection is closed, so the server need not read the rest."""
+    return JSONResponse(
+        {
+            "detail": f"The request body is larger than the limit of {limit} bytes.",
+            "code": "body_too_large",
+            "limit": limit,
+        },
+        status_code=413,
+        headers={"Connection": "close", "X-Request-ID": request_id(scope)},
+    )

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     # in it come back with their queue tokens, so they are admitted in their old order.
     queue_rebuild_s: int = Field(default=10, ge=0, le=600)
 
+    # Largest request body accepted, in bytes; larger ones are answered 413 before they are
+    # read (Content-Length) or as soon as the streamed chunks pass it (chunked uploads).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Browser origins allowed to call the API (CORS), comma-separated, e.g.
+    # "https://tickets.example.com,http://localhost:5173"; "*" allows any. Empty: no CORS
+    # headers at all, so browsers refuse cross-origin calls (the API is closed by default).
+    cors_origins: str = ""
+
     # Tickets: HMAC (EVT1) codes of tickets issued before Ed25519 (EVT2) still check in,
     # until this instant when set (unset: for as long as those tickets exist).
     ticket_hmac_accepted_until: datetime | None = None
@@ -83,6 +91,22 @@ class Settings(BaseSettings):
                 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_cors_origins(self) -> "Settings":
+        for origin in self.cors_origin_list:
+            if origin != "*" and (
+                not origin.startswith(("http://", "https://")) or origin.endswith("/")
+            ):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin; write scheme://host[:port] "
+                    "with no path or trailing slash (a browser sends exactly that), or *"
+                )
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def broker_url(self) -> str:

@@ -6,8 +6,10 @@ this table is the whole list of what a process may answer from memory:
 |------------------|-----------------------------|----------------------------------|-------------|
 | `verified_tokens`| access token -> user id     | nothing (a signed token's claims | until the   |
 |                  |                             | never change)                    | token's exp |
-| `accounts`       | user id -> active `User`    | a role change or a disabled      | ACCOUNT_TTL |
-|                  |                             | account made by another process  | (5 s)       |
+| `accounts`       | user id -> active `User`    | a role change, or an account     | ACCOUNT_TTL |
+|                  |                             | disabled or deleted, by another  | _S (5 s)    |
+|                  |                             | process or straight in the       |             |
+|                  |                             | database                         |             |
 | `seat_ranges`    | event id -> (min, max seat) | nothing (seat ids are fixed when | forever     |
 |                  |                             | the event is created)            |             |
 | `seat_layouts`   | event id -> encoded seats   | nothing (a seat's id, label,     | forever     |
@@ -16,8 +18,13 @@ this table is the whole list of what a process may answer from memory:
 |                  | and waiting-room settings   | room setting made by another     | TTL_S (5 s) |
 |                  | (`services.waiting_room`)   | process                          |             |
 
-The process that changes an account forgets it at once (`accounts.pop` after commit);
-other processes see the change within ACCOUNT_TTL_S. The same goes for an event's sale
+The process that changes an account forgets it at once (`accounts.pop` after commit):
+`users.set_role`, `users.set_active`, `users.ensure_user`. Other processes see the change
+within ACCOUNT_TTL_S, so a disabled or deleted account keeps its access for 5 s at most
+(its tokens stay in `verified_tokens`, but every request but the waiting room's join, poll
+and leave, which trust the token alone, also needs the account). Each process reads an
+account at most once per ACCOUNT_TTL_S however many requests its user sends: a shorter
+time means more reads during a sale. The same goes for an event's sale
 settings (`sale_gates`, read by every hold: without it each hold would pay a round trip
 to learn whether the event has a waiting room). Eviction is least-recently-used, so
 memory stays bounded whatever the traffic (`seat_layouts` by their size in bytes: a

@@ -119,6 +119,18 @@ async def set_role(uow: UnitOfWork, admin: User, user_id: int, role: Role) -> Us
     return UserRead.model_validate(user)
 
 
+async def set_active(uow: UnitOfWork, user_id: int, active: bool) -> UserRead:
+    """Enable or disable an account. A disabled account's tokens are refused (401) by this
+    process as soon as the change commits, by the others within `memo.ACCOUNT_TTL_S`."""
+    user = await crud.get(uow.session, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    user.is_active = active
+    await uow.session.flush()
+    _forget_after_commit(uow, user.id)
+    return UserRead.model_validate(user)
+
+
 async def ensure_user(
     uow: UnitOfWork, email: str, password: str, role: Role, full_name: str = ""
 ) -> tuple[User, bool]:
