@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     password_hash_threads: int = Field(default=1, ge=1)
     password_hash_queue: int = Field(default=8, ge=0)
     hold_minutes: int = Field(default=10, ge=1)
+    # How many times a buyer may renew a pending hold (POST /bookings/{id}/extend).
+    hold_max_renewals: int = Field(default=2, ge=0)
     max_seats_per_user_per_event: int = Field(default=10, ge=1)
     lock_timeout_ms: int = Field(default=2000, ge=10)
     statement_timeout_ms: int = Field(default=15000, ge=100)

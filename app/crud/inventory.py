@@ -389,6 +389,19 @@ async def lock_booking_seats(session: AsyncSession, booking_id: int) -> list[Loc
     return [LockedSeat(*row) for row in await session.execute(stmt)]
 
 
+async def extend_hold(session: AsyncSession, booking_id: int, until: datetime) -> None:
+    """Move a locked pending booking's expiry, and its seats' `held_until`, to `until`."""
+    await session.execute(
+        update(Seat).where(Seat.booking_id == booking_id).values(held_until=until)
+    )
+    await session.execute(
+        update(Booking)
+        .where(Booking.id == booking_id)
+        .values(expires_at=until, renewals=Booking.renewals + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
 async def lock_due_for_expiry(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
     """(booking id, event id) of pending bookings past their expiry, locked, skipping busy ones."""
     stmt = (

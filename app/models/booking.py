@@ -28,6 +28,8 @@ class Booking(Base):
     total_cents: Mapped[int] = mapped_column(Integer, nullable=False)
     expires_at: Mapped[datetime | None] = utc_timestamp()
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Times the buyer renewed the hold (POST /bookings/{id}/extend), at most HOLD_MAX_RENEWALS.
+    renewals: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     source: Mapped[BookingSource] = mapped_column(
         str_enum(BookingSource, "booking_source"), nullable=False, default=BookingSource.DIRECT
     )

@@ -8,8 +8,9 @@ The partial unique index on active claims (booking_seats) is the backstop.
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from app.core.config import get_settings
 from app.core.db import UnitOfWork
 from app.core.errors import (
     Conflict,
@@ -127,6 +128,47 @@ async def _confirm(
     rules.announce(uow, booking.event_id, seats, SeatStatus.BOOKED)
     await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
     await outbox.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
+    return booking
+
+
+async def extend(uow: UnitOfWork, user: User, booking_id: int) -> BookingRead:
+    """Renew a pending hold: it lasts `HOLD_MINUTES` from now, at most `HOLD_MAX_RENEWALS` times.
+
+    A renewal restarts the clock rather than adding to it, so renewing early gains nothing
+    and no hold outlives (1 + HOLD_MAX_RENEWALS) x HOLD_MINUTES. Waitlist offers are not
+    renewable: their deadline is what keeps the next person in line from waiting forever.
+    The seats stay held throughout, so nothing is announced and no cache changes.
+    """
+    with rules.contention(lambda: Conflict(BOOKING_BUSY)):
+        booking = await _extend(uow, user, booking_id)
+    return await read(uow, booking)
+
+
+async def _extend(uow: UnitOfWork, user: User, booking_id: int) -> Booking:
+    settings = get_settings()
+    booking = await inventory.lock_booking(uow.session, booking_id)
+    if booking is None or booking.user_id != user.id:
+        raise NotFound(f"Booking {booking_id} does not exist.")
+    if booking.status == BookingStatus.EXPIRED or (
+        booking.status == BookingStatus.PENDING and _lapsed(booking)
+    ):
+        raise HoldExpired("This hold has already expired; it can no longer be renewed.")
+    if booking.status != BookingStatus.PENDING:
+        raise InvalidState(f"This booking is {booking.status.value}; only a hold can be renewed.")
+    if booking.source == BookingSource.WAITLIST:
+        raise InvalidState(
+            "A waitlist offer keeps its own deadline and cannot be renewed.",
+            code="offer_not_renewable",
+        )
+    if booking.renewals >= settings.hold_max_renewals:
+        raise InvalidState(
+            f"This hold was already renewed {booking.renewals} times, the most allowed.",
+            code="renewal_limit",
+        )
+    await inventory.lock_booking_seats(uow.session, booking.id)
+    until = datetime.now(UTC) + timedelta(minutes=settings.hold_minutes)
+    await inventory.extend_hold(uow.session, booking.id, until)
+    await uow.session.refresh(booking)
     return booking
 
 

@@ -81,6 +81,17 @@ async def confirm_booking(
 
 
 @router.post(
+    "/{booking_id}/extend", response_model=BookingRead, responses=responses(401, 404, 409, 410, 422)
+)
+async def extend_hold(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRead:
+    """Renew a pending hold for another `HOLD_MINUTES` (from now), at most `HOLD_MAX_RENEWALS`
+    times; waitlist offers keep their own deadline. The seats stay held meanwhile."""
+    result = await service.extend(uow, user, booking_id)
+    await uow.commit()
+    return result
+
+
+@router.post(
     "/{booking_id}/cancel", response_model=BookingRead, responses=responses(401, 404, 409, 422, 503)
 )
 async def cancel_booking(uow: UoW, user: CurrentUser, booking_id: Id) -> BookingRead:
