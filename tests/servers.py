@@ -5,11 +5,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from scripts import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,12 +87,18 @@ class ApiProcess:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None  # where stdout and stderr go; None: nowhere
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (`wait_ready`): several start at once."""
         command = [
             sys.executable,
             "-m",
@@ -101,21 +111,50 @@ class ApiProcess:
             "--log-level",
             "warning",
         ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
+        output: Any = subprocess.DEVNULL
+        if self.log_path is not None:
+            output = self.log_path.open("ab")  # the child keeps its own descriptor
+        try:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=output,
+                stderr=output,
+            )
+        finally:
+            if self.log_path is not None:
+                output.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"the API exited:\n{self.log()[-3000:]}") from None
                 time.sleep(0.1)
         raise TimeoutError(f"the API on port {self.port} did not start")
+
+    def log(self) -> str:
+        """What the process wrote (stdout and stderr), when started with a `log_path`."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def server_errors(self) -> list[str]:
+        """Lines of the log that show a bug: a traceback, an unhandled error, a 500."""
+        marks = ("Traceback", '"unhandled_error"', '"status": 500', "Exception in ASGI")
+        return [line for line in self.log().splitlines() if any(m in line for m in marks)]
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash or the OOM killer: in-flight requests die unanswered."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
@@ -125,6 +164,14 @@ class ApiProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
+
+
+def start_all(apis: list[ApiProcess]) -> None:
+    """Start several API processes at once (their imports overlap) and wait for each."""
+    for api in apis:
+        api.launch()
+    for api in apis:
+        api.wait_ready()
 
 
 @dataclass
@@ -189,3 +236,44 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
             self.process = None
+
+
+@dataclass
+class PostgresCluster:
+    """A throw-away PostgreSQL of the test's own, on its own port, to stop and restart
+    mid-test (never the machine's shared server). It is `scripts.embedded`'s server: its
+    programs, and as root its unprivileged account and its folder outside the checkout."""
+
+    data_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="evently-pgfault-"))
+    )
+    port: int | None = None
+    pgdata: Path | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        """The first start creates the cluster; a restart keeps its port, so the URLs the
+        API processes were given stay true."""
+        if self.port is None or self.pgdata is None:
+            started = embedded.start_postgres(self.data_dir)
+            self.port, self.pgdata = started.port, started.data
+            return
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
+        log = str(self.pgdata / "server.log")
+        done = embedded._pg(
+            self.pgdata, "pg_ctl", "start", "-w", "-t", "60", "-l", log, "-o", options
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart: {done.stdout}{done.stderr}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """pg_ctl stop: `fast` ends every session (what a restart for an upgrade does),
+        `immediate` is a crash."""
+        if self.pgdata is not None:
+            embedded._pg(self.pgdata, "pg_ctl", "stop", "-m", mode, "-w", "-t", "60")
+
+    def remove(self) -> None:
+        self.stop()
+        embedded.remove_data(self.data_dir)

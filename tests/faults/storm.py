@@ -182,6 +182,11 @@ def mixed_holds(
     return holds
 
 
+async def buyers(n: int) -> list[factories.Account]:
+    """`n` customer accounts with their tokens."""
+    return [await factories.account() for _ in range(n)]
+
+
 async def seat_ids_of(client: httpx.AsyncClient, event_id: int) -> list[int]:
     return [s["id"] for s in (await client.get(f"/events/{event_id}/seats")).json()["seats"]]
 
@@ -306,6 +311,27 @@ async def api_clients(
             await client.aclose()
 
 
+@dataclass
+class Progress:
+    """How far a running storm is, for a test that breaks something mid-storm."""
+
+    settled: int = 0
+    _waiting: list[tuple[int, asyncio.Event]] = field(default_factory=list)
+
+    def one_settled(self) -> None:
+        self.settled += 1
+        for mark, reached in self._waiting:
+            if self.settled >= mark:
+                reached.set()
+
+    async def reached(self, settled: int) -> None:
+        """Return once `settled` holds (no more than the storm has) have their answer."""
+        if self.settled < settled:
+            reached = asyncio.Event()
+            self._waiting.append((settled, reached))
+            await reached.wait()
+
+
 async def run_storm(
     clients: Sequence[httpx.AsyncClient],
     holds: Sequence[Hold],
@@ -313,10 +339,15 @@ async def run_storm(
     concurrency: int = 32,
     deadline_s: float = 60.0,
     max_pause: float = 0.25,
+    progress: Progress | None = None,
+    think: float = 0.0,
 ) -> StormReport:
     """Fire `holds` from `concurrency` clients at once; each hold is retried (same key,
     next base) while its answer is retryable and the deadline has not passed. The pause
-    before a retry is Retry-After capped at `max_pause` (a test cannot wait seconds)."""
+    before a retry is Retry-After capped at `max_pause` (a test cannot wait seconds).
+    `think`: a client waits up to that many seconds before its next hold, so that a small
+    storm lasts long enough for a fault to land in the middle of it."""
+    progress = progress or Progress()
     outcomes = [Outcome(h) for h in holds]
     queue: asyncio.Queue[tuple[int, Outcome]] = asyncio.Queue()
     for item in enumerate(outcomes):
@@ -329,6 +360,9 @@ async def run_storm(
         while not queue.empty():
             index, outcome = queue.get_nowait()
             await _settle(clients, index, outcome, deadline, rng, max_pause)
+            progress.one_settled()
+            if think:
+                await asyncio.sleep(rng.uniform(0, think))
 
     await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
     return StormReport(outcomes, time.perf_counter() - started)
@@ -363,6 +397,29 @@ def _pause(answer: Answer, max_pause: float) -> float:
     if isinstance(answer, httpx.Response) and "retry-after" in answer.headers:
         return min(float(answer.headers["retry-after"]), max_pause)
     return max_pause / 2
+
+
+async def replay_differences(
+    clients: Sequence[httpx.AsyncClient], report: StormReport, concurrency: int = 16
+) -> list[str]:
+    """Send every hold that won a 201 once more with its key (a client that never saw
+    the answer would): the same booking must come back, and nothing new be booked."""
+    won = [o for o in report.outcomes if label(o.final) == 201]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def replay(index: int, outcome: Outcome) -> str | None:
+        first = outcome.final
+        assert isinstance(first, httpx.Response)
+        async with gate:
+            again = await clients[index % len(clients)].post(
+                "/bookings/", json=outcome.hold.body, headers=outcome.hold.headers
+            )
+        if again.status_code == 201 and again.json()["id"] == first.json()["id"]:
+            return None
+        return f"key {outcome.hold.key}: first booking {first.json()['id']}, replay {again.text}"
+
+    found = await asyncio.gather(*(replay(i, o) for i, o in enumerate(won)))
+    return [f for f in found if f is not None]
 
 
 # --- the invariants --------------------------------------------------------------------------
