@@ -1,11 +1,14 @@
 """Admission at the door: once per ticket, signatures verified, wrong tickets refused."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
+from app.core.config import get_settings
 from app.core.db import db
+from app.core.security import sign_ticket
 from app.models import Role
 from tests import factories
 
@@ -106,3 +109,58 @@ async def test_only_the_organizer_or_an_admin(client, sold) -> None:
         "/admin/checkin", json={"code": "X" * 12, "qr_code_data": "y" * 20}, headers=admin.headers
     )
     assert both.status_code == 422
+
+
+async def test_same_scan_uploaded_again_is_not_a_second_entry(client, sold) -> None:
+    organizer, _, tickets = sold
+    scan = {"qr_code_data": tickets[0]["qr_code_data"], "nonce": "scanner7-000123"}
+    first = await client.post("/admin/checkin", json=scan, headers=organizer.headers)
+    assert (first.status_code, first.json()["replayed"]) == (200, False), first.text
+    again = await client.post("/admin/checkin", json=scan, headers=organizer.headers)
+    assert (again.status_code, again.json()["replayed"]) == (200, True), again.text
+    assert again.json()["checked_in_at"] == first.json()["checked_in_at"]
+    other_scan = {**scan, "nonce": "scanner9-000001"}
+    second_entry = await client.post("/admin/checkin", json=other_scan, headers=organizer.headers)
+    assert (second_entry.status_code, second_entry.json()["code"]) == (409, "already_checked_in")
+    no_nonce = await client.post(
+        "/admin/checkin", json={"code": tickets[0]["code"]}, headers=organizer.headers
+    )
+    assert no_nonce.status_code == 409
+    # A ticket admitted without a nonce: no later scan can claim to be that one.
+    await client.post(
+        "/admin/checkin", json={"code": tickets[1]["code"]}, headers=organizer.headers
+    )
+    late = await client.post(
+        "/admin/checkin",
+        json={"code": tickets[1]["code"], "nonce": "scanner7-000124"},
+        headers=organizer.headers,
+    )
+    assert late.status_code == 409
+
+
+async def test_hmac_codes_of_tickets_issued_before_the_switch(client, sold, monkeypatch) -> None:
+    """EVT1 (HMAC) codes admit tickets issued as EVT1, until TICKET_HMAC_ACCEPTED_UNTIL."""
+    organizer, event_id, tickets = sold
+    legacy = [sign_ticket(event_id, int(t["seat_id"]), str(t["code"])) for t in tickets]
+    async with db.engine.begin() as conn:  # ticket 0 as issued before Ed25519
+        await conn.execute(
+            text("UPDATE tickets SET qr_code_data = :q WHERE code = :c"),
+            {"q": legacy[0], "c": tickets[0]["code"]},
+        )
+    monkeypatch.setattr(get_settings(), "ticket_hmac_accepted_until", datetime.now(UTC))
+    expired = await client.post(
+        "/admin/checkin", json={"qr_code_data": legacy[0]}, headers=organizer.headers
+    )
+    assert (expired.status_code, expired.json()["code"]) == (400, "invalid_ticket")
+    monkeypatch.setattr(
+        get_settings(), "ticket_hmac_accepted_until", datetime.now(UTC) + timedelta(days=1)
+    )
+    admitted = await client.post(
+        "/admin/checkin", json={"qr_code_data": legacy[0]}, headers=organizer.headers
+    )
+    assert admitted.status_code == 200, admitted.text
+    # Ticket 1 was issued as EVT2: an HMAC code minted for it now does not admit.
+    minted = await client.post(
+        "/admin/checkin", json={"qr_code_data": legacy[1]}, headers=organizer.headers
+    )
+    assert (minted.status_code, minted.json()["code"]) == (400, "invalid_ticket")
