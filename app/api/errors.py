@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.core import errors
 from app.core.db import is_connection_lost, sqlstate
@@ -99,16 +100,39 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body(detail, "validation_error", errors=slim), status_code=422)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        return _unparseable_body(exc.__cause__)
     code = {401: "not_authenticated", 404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, "http_error"
     )
-    return JSONResponse(
-        _body(str(exc.detail), code),
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return JSONResponse(_body(str(exc.detail), code), status_code=exc.status_code, headers=headers)
+
+
+def _unparseable_body(cause: BaseException) -> JSONResponse:
+    # FastAPI answers 422 `json_invalid` to malformed JSON but 400 to a body it cannot
+    # even decode (not UTF-8): both are the same mistake, and every route documents 422.
+    problem = {
+        "loc": ["body"],
+        "msg": f"not valid JSON ({type(cause).__name__})",
+        "type": "json_invalid",
+    }
+    detail = f"Invalid request: body: {problem['msg']}"
+    return JSONResponse(_body(detail, "validation_error", errors=[problem]), status_code=422)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def unavailable(exc: BaseException) -> errors.Unavailable | None:

@@ -1,6 +1,7 @@
-from typing import Annotated, Generic, TypeVar
+import re
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -27,3 +28,18 @@ class ORMModel(BaseModel):
 
 MAX_DB_ID = 2**31 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+
+
+_RFC3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    # pydantic also reads numbers ("0.5", "1700000000") as Unix times: the published
+    # `format: date-time` promises RFC 3339, so a number is refused as the schema says.
+    if isinstance(value, str) and not _RFC3339_DATE.match(value):
+        raise ValueError("expected an RFC 3339 date-time, such as 2030-01-31T20:00:00Z")
+    return value
+
+
+DateTimeParam = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+"""A date-time in a query string: RFC 3339 with its offset, as `format: date-time` says."""

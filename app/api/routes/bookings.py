@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from app.api import idempotency
 from app.api.deps import AdmissionToken, CurrentUser, Id, IdempotencyKey, Limit, Offset, UoW
 from app.api.errors import responses
-from app.schemas.booking import BookingCreate, BookingRead, ConfirmRequest
+from app.schemas.booking import BookingRead, BookingRequest, ConfirmRequest
 from app.schemas.common import Page
 from app.services import booking as service
 from app.services import waiting_room
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
 async def hold_seats(
     uow: UoW,
     user: CurrentUser,
-    body: BookingCreate,
+    hold: BookingRequest,
     idempotency_key: IdempotencyKey = None,
     admission_token: AdmissionToken = None,
 ) -> Response:
@@ -33,6 +33,7 @@ async def hold_seats(
     All or nothing; the hold lasts `HOLD_MINUTES`. 409 names the seats that were not free.
     An event with a waiting room needs the `Admission-Token` it gave you (else 403).
     """
+    body = hold.command()
     asked = ("hold", body.model_dump(mode="json"))
     replay = await idempotency.replay_or_claim(uow, user.id, idempotency_key, asked)
     if replay is not None:

@@ -29,7 +29,10 @@ async def my_entries(uow: UoW, user: CurrentUser) -> list[WaitlistEntryRead]:
 
 
 @router.delete(
-    "/{entry_id}", response_model=WaitlistEntryRead, responses=responses(401, 404, 409, 422)
+    # `:int`: `DELETE /waitlist/join` is a 405 (wrong method), not an entry called "join".
+    "/{entry_id:int}",
+    response_model=WaitlistEntryRead,
+    responses=responses(401, 404, 409, 422),
 )
 async def leave(uow: UoW, user: CurrentUser, entry_id: Id) -> WaitlistEntryRead:
     """Leave the queue."""
