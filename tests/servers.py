@@ -170,6 +170,10 @@ def start_all(apis: list[ApiProcess]) -> None:
     """Start several API processes at once (their imports overlap) and wait for each."""
     for api in apis:
         api.launch()
+    wait_all(apis)
+
+
+def wait_all(apis: list[ApiProcess]) -> None:
     for api in apis:
         api.wait_ready()
 

@@ -14,7 +14,7 @@ from app.core.config import get_settings
 from app.core.db import db
 from tests.faults.storm import plain_dsn
 from tests.migrations import upgrade
-from tests.servers import ApiProcess, PostgresCluster, start_all
+from tests.servers import ApiProcess, PostgresCluster
 
 Launch = Callable[..., list[ApiProcess]]
 Reconfigure = Callable[..., Awaitable[None]]
@@ -26,8 +26,8 @@ API_ENV = {"DB_POOL_TIMEOUT_S": "0.5", "RATE_LIMIT_HOLD_USER": "100000/minute"}
 
 @pytest.fixture
 def launch_apis(tmp_path: Path) -> Iterator[Launch]:
-    """Start `n` uvicorn processes at once (API_ENV plus `env`), each logging to a file;
-    all stopped after the test."""
+    """Launch `n` uvicorn processes at once (API_ENV plus `env`), each logging to a file;
+    the test sets up meanwhile, then waits (`servers.wait_all`). All stopped after."""
     started: list[ApiProcess] = []
 
     def launch(n: int, **env: str) -> list[ApiProcess]:
@@ -36,7 +36,8 @@ def launch_apis(tmp_path: Path) -> Iterator[Launch]:
             for i in range(n)
         ]
         started.extend(apis)
-        start_all(apis)
+        for api in apis:
+            api.launch()
         return apis
 
     yield launch

@@ -187,6 +187,13 @@ async def buyers(n: int) -> list[factories.Account]:
     return [await factories.account() for _ in range(n)]
 
 
+async def seat_ids_in_db(event_id: int, engine: AsyncEngine | None = None) -> list[int]:
+    """The event's seat ids, straight from the database (no API process needed yet)."""
+    query = text("SELECT id FROM seats WHERE event_id = :e ORDER BY id")
+    async with (engine or db.engine).connect() as conn:
+        return list((await conn.scalars(query, {"e": event_id})).all())
+
+
 async def seat_ids_of(client: httpx.AsyncClient, event_id: int) -> list[int]:
     return [s["id"] for s in (await client.get(f"/events/{event_id}/seats")).json()["seats"]]
 

@@ -28,25 +28,25 @@ from tests.faults.storm import (
     mixed_holds,
     replay_differences,
     run_storm,
-    seat_ids_of,
+    seat_ids_in_db,
     tally,
 )
-from tests.servers import ApiProcess, PostgresCluster
+from tests.servers import ApiProcess, PostgresCluster, wait_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-HOLDS = scale(160, 1200)
+HOLDS = scale(120, 1200)
 SEATS = scale(100, 600)
 CLIENTS = scale(8, 24)
-THINK = 0.08  # seconds a client waits between holds, so the short storm spans the faults
+THINK = 0.1  # seconds a client waits between holds, so the short storm spans the faults
 DOWN_S = 1.5  # how long PostgreSQL stays down in the restart test
 
 
-async def storm_holds(client: httpx.AsyncClient, seed: int) -> tuple[int, list[Hold]]:
-    """A seated event in the database the app is configured for, and the storm's holds."""
+async def storm_holds(seed: int) -> tuple[int, list[Hold]]:
+    """A seated event in the database this process is configured for, and the holds."""
     organizer = await factories.account(Role.ORGANIZER)
     event_id = await factories.seated_event(organizer, seats=SEATS)
-    seat_ids = await seat_ids_of(client, event_id)
+    seat_ids = await seat_ids_in_db(event_id)
     return event_id, mixed_holds(event_id, seat_ids, await buyers(HOLDS // 4), HOLDS, seed)
 
 
@@ -89,8 +89,9 @@ class TestBackendsKilled:
         runs: the kills land (503 database_unavailable), nothing is half-written, no key
         books twice, 0 500s, and the API recovers by itself once they stop."""
         (api,) = launch_apis(1)
+        event_id, holds = await storm_holds(seed=41)
+        await asyncio.to_thread(wait_all, [api])
         async with api_clients([api.url]) as clients:
-            event_id, holds = await storm_holds(clients[0], seed=41)
             done, kills = asyncio.Event(), Kills()
             killer = asyncio.create_task(kill_backends_until(done, kills, every=(0.5, 0.5)))
             report = await run_storm(clients, holds, concurrency=CLIENTS, think=THINK)
@@ -117,8 +118,9 @@ class TestRestart:
         url = own_postgres.url("evently")
         await reconfigure(database_url=url)  # this process's factories and checks, too
         (api,) = launch_apis(1, DATABASE_URL=url)
+        event_id, holds = await storm_holds(seed=43)
+        await asyncio.to_thread(wait_all, [api])
         async with api_clients([api.url]) as clients:
-            event_id, holds = await storm_holds(clients[0], seed=43)
             progress = Progress()
             storm = asyncio.create_task(
                 run_storm(clients, holds, concurrency=CLIENTS, think=THINK, progress=progress)
