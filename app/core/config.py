@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     # until this instant when set (unset: for as long as those tickets exist).
     ticket_hmac_accepted_until: datetime | None = None
 
+    # Organizer webhooks: how long one POST may take, the retry backoff (doubling from
+    # the base, capped), how long a delivery is retried before its webhook is disabled,
+    # and how often beat sweeps for deliveries that are due again.
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    webhook_retry_base_s: float = Field(default=30.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_retry_window_s: int = Field(default=24 * 3600, ge=1)
+    webhook_sweep_s: float = Field(default=5.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
 
