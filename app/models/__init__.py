@@ -22,6 +22,7 @@ from app.models.ticket import Ticket
 from app.models.ticket_key import TicketKey, TicketRevocation, TicketRevocationHead
 from app.models.user import User
 from app.models.waitlist import WaitlistEntry
+from app.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "AnalyticsReport",
@@ -47,4 +48,6 @@ __all__ = [
     "User",
     "WaitlistEntry",
     "WaitlistStatus",
+    "Webhook",
+    "WebhookDelivery",
 ]
