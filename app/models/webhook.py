@@ -35,6 +35,10 @@ class Webhook(Base):
     disabled_at: Mapped[datetime | None] = utc_timestamp()
     disabled_reason: Mapped[str | None] = mapped_column(Text)
 
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
+
 
 class WebhookDelivery(Base):
     """One event for one webhook: its frozen body, and where its delivery stands.
