@@ -23,6 +23,7 @@ from app.api.routes import (
     tickets,
     waiting_room,
     waitlist,
+    webhooks,
 )
 from app.core.config import get_settings
 from app.core.db import db
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
         waitlist,
         notifications,
         admin,
+        webhooks,
         health,
     )
     for module in routers:
