@@ -3,7 +3,7 @@ they serve. Nothing else in `app` registers anything at import time."""
 
 from app.core.redis import redis
 from app.infra import cache, outbox
-from app.services import notifications
+from app.services import notifications, webhook_delivery
 
 _wired = False
 
@@ -17,4 +17,5 @@ def wire() -> None:
     redis.on_recovery.append(cache.flush_after_outage)
     # Outbox jobs are run by the notification code.
     outbox.register(notifications.HANDLERS)
+    outbox.register(webhook_delivery.HANDLERS)
     _wired = True

@@ -40,7 +40,7 @@ from app.models import (
 from app.schemas.booking import BookedSeat, BookingCreate, BookingRead, ConfirmRequest, TicketRead
 from app.schemas.common import Page
 from app.services import inventory as rules
-from app.services import notifications, tickets, waitlist
+from app.services import notifications, tickets, waitlist, webhooks
 
 DECLINING_TOKEN = "fail"
 SEATS_BUSY = "Those seats are being booked by someone else right now; try again."
@@ -128,6 +128,7 @@ async def _confirm(
     rules.announce(uow, booking.event_id, seats, SeatStatus.BOOKED)
     await waitlist_crud.set_status_for_bookings(session, [booking.id], WaitlistStatus.FULFILLED)
     await outbox.enqueue(uow, notifications.BOOKING_CONFIRMED, booking_id=booking.id)
+    await webhooks.booking_confirmed(uow, booking, [s.label for s in seats])
     return booking
 
 
@@ -209,6 +210,7 @@ async def _cancel(uow: UnitOfWork, user: User, booking_id: int) -> Booking:
     await session.refresh(booking)
     if was_confirmed or booking.user_id != user.id:
         await outbox.enqueue(uow, notifications.BOOKING_CANCELLED, booking_id=booking.id)
+    await webhooks.booking_cancelled(uow, booking, was_confirmed=was_confirmed)
     return booking
 
 

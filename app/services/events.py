@@ -31,7 +31,7 @@ from app.schemas.event import (
     GeneralAdmissionEventCreate,
     SeatedEventCreate,
 )
-from app.services import notifications, seatmap, waiting_room
+from app.services import notifications, seatmap, waiting_room, webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +152,7 @@ async def update(uow: UnitOfWork, user: User, event_id: int, patch: EventUpdate)
     if noticed:
         await outbox.enqueue(uow, notifications.EVENT_UPDATED, event_id=event.id, changes=noticed)
     await uow.session.refresh(event)
+    await webhooks.event_updated(uow, event, list(fields))
     waiting_room.event_saved(uow, event, queue_touched="queue" in fields)
     return EventRead.model_validate(event)
 
@@ -190,6 +191,7 @@ async def cancel(uow: UnitOfWork, user: User, event_id: int) -> EventRead:
                 uow, notifications.EVENT_CANCELLED, event_id=event.id, user_ids=holders
             )
         await uow.session.refresh(event)
+        await webhooks.event_cancelled(uow, event, len(active))
         changes.event_changed(uow, event.id, EventStatus.CANCELLED)
         waiting_room.event_saved(uow, event, queue_touched=False)
     return EventRead.model_validate(event)

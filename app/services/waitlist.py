@@ -22,6 +22,7 @@ from app.infra import outbox
 from app.models import BookingSource, EventStatus, SeatStatus, User, WaitlistEntry, WaitlistStatus
 from app.schemas.waitlist import WaitlistEntryRead, WaitlistJoin
 from app.services import inventory as rules
+from app.services import webhooks
 from app.services.notifications import WAITLIST_OFFER
 
 
@@ -76,6 +77,7 @@ async def _offer(uow: UnitOfWork, entry: WaitlistEntry, seats: Sequence[LockedSe
     entry.status = WaitlistStatus.OFFERED
     entry.offered_booking_id = booking_id
     await outbox.enqueue(uow, WAITLIST_OFFER, booking_id=booking_id)
+    await webhooks.waitlist_offered(uow, entry.event_id, booking_id, entry.id, len(seats))
 
 
 async def join(uow: UnitOfWork, user: User, request: WaitlistJoin) -> WaitlistEntryRead:

@@ -16,6 +16,7 @@ TASKS = tasks  # the module that defines the tasks, imported so Celery knows the
 celery_app.conf.beat_schedule = {
     "expire-holds": {"task": "evently.expire_holds", "schedule": 30.0},
     "relay-outbox": {"task": "evently.relay_outbox", "schedule": 5.0},
+    "webhook-sweep": {"task": "evently.webhook_sweep", "schedule": get_settings().webhook_sweep_s},
     "daily-report": {
         "task": "evently.analytics_report",
         "schedule": crontab(minute=5, hour=0),

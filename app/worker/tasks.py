@@ -11,7 +11,7 @@ from app.core.db import transaction
 from app.core.queue import RUN_JOB, celery_app
 from app.infra import outbox
 from app.models import ReportPeriod
-from app.services import analytics, expiry
+from app.services import analytics, expiry, webhook_delivery
 from app.worker.runtime import run
 
 log = structlog.get_logger("evently.worker")
@@ -60,6 +60,13 @@ def expire_holds() -> int:
 def relay_outbox() -> int:
     """Beat, every few seconds: send jobs the API could not hand to the broker."""
     return run(outbox.relay_pending())
+
+
+@celery_app.task(name="evently.webhook_sweep")
+def webhook_sweep() -> int:
+    """Beat, every WEBHOOK_SWEEP_S: webhook deliveries due for a retry are sent (a failed
+    sweep is not retried: the next one comes soon)."""
+    return run(webhook_delivery.sweep())
 
 
 async def _store_report(period: ReportPeriod) -> str:
