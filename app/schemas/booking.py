@@ -1,10 +1,17 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    field_validator,
+    model_validator,
+)
 
 from app.models.enums import BookingSource, BookingStatus
-from app.schemas.common import DbId, ORMModel
+from app.schemas.common import JSON_INT, DbId, ORMModel
 
 MAX_SEATS_PER_REQUEST = 50
 
@@ -16,7 +23,7 @@ class BookingCreate(BaseModel):
     seat_ids: (
         Annotated[list[DbId], Field(min_length=1, max_length=MAX_SEATS_PER_REQUEST)] | None
     ) = None
-    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_REQUEST)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_REQUEST), JSON_INT] | None = None
     section: Annotated[str, Field(min_length=1, max_length=40)] | None = None
 
     @model_validator(mode="after")
@@ -58,7 +65,7 @@ class QuantityHold(BaseModel):
     """Hold any `quantity` seats, optionally within a `section`."""
 
     event_id: DbId
-    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_REQUEST)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_REQUEST), JSON_INT]
     section: SectionName | None = None
     seat_ids: None = None
 

@@ -1,13 +1,24 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas.common import DbId
 
 
+def _given(name: str, other: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": "string"}, other: {"type": "null"}}}
+
+
 class CheckinRequest(BaseModel):
     """What the door scanner read: the printed `code`, or the QR payload."""
+
+    # The rule of `_one_of` below, in the published schema: clients generate from it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [_given("code", "qr_code_data"), _given("qr_code_data", "code")]
+        }
+    )
 
     code: Annotated[str, Field(min_length=4, max_length=32)] | None = None
     qr_code_data: Annotated[str, Field(min_length=10, max_length=200)] | None = None

@@ -2,22 +2,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from app.models.enums import EventStatus, Seating, SeatStatus
-from app.schemas.common import ORMModel
+from app.schemas.common import JSON_INT, ORMModel, RfcDateTime
 
 MAX_CAPACITY = 100_000
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Category = Annotated[str, Field(min_length=1, max_length=60)]
-Price = Annotated[int, Field(ge=0, le=100_000_000)]
+Price = Annotated[int, Field(ge=0, le=100_000_000), JSON_INT]
 
 
 class SectionLayout(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9 _]+$")]
-    rows: Annotated[int, Field(ge=1, le=500)]
-    seats_per_row: Annotated[int, Field(ge=1, le=500)]
+    rows: Annotated[int, Field(ge=1, le=500), JSON_INT]
+    seats_per_row: Annotated[int, Field(ge=1, le=500), JSON_INT]
     price_cents: Price
 
 
@@ -25,16 +25,18 @@ class SeatLayout(BaseModel):
     sections: Annotated[list[SectionLayout], Field(min_length=1, max_length=50)]
 
 
-AdmitPerSecond = Annotated[int, Field(ge=1, le=10_000, description="Fans let in per second")]
+AdmitPerSecond = Annotated[
+    int, Field(ge=1, le=10_000, description="Fans let in per second"), JSON_INT
+]
 AdmissionMinutes = Annotated[
-    int, Field(ge=1, le=120, description="How long an admission lets its holder book")
+    int, Field(ge=1, le=120, description="How long an admission lets its holder book"), JSON_INT
 ]
 
 
 class QueueSettings(BaseModel):
     """The event's virtual waiting room: with it on, holds need an admission token."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     admit_per_second: AdmitPerSecond = 50
     admission_minutes: AdmissionMinutes = 10
 
@@ -42,14 +44,16 @@ class QueueSettings(BaseModel):
 class QueueUpdate(BaseModel):
     """Any of the waiting-room settings; the rate may change during the sale."""
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     admit_per_second: AdmitPerSecond | None = None
     admission_minutes: AdmissionMinutes | None = None
 
 
 SaleStartsAt = Annotated[
-    AwareDatetime | None,
-    Field(description="When holds (and admissions from the waiting room) begin"),
+    RfcDateTime | None,
+    Field(
+        description="When holds (and admissions from the waiting room) begin; before `starts_at`"
+    ),
 ]
 
 
@@ -58,7 +62,7 @@ class EventBase(BaseModel):
     description: str = Field(default="", max_length=10_000)
     venue: Name
     category: Category = "other"
-    starts_at: AwareDatetime
+    starts_at: RfcDateTime = Field(description="In the future")
     sale_starts_at: SaleStartsAt = None
     queue: QueueSettings = Field(default_factory=QueueSettings)
 
@@ -76,7 +80,7 @@ class SeatedEventCreate(EventBase):
 
 class GeneralAdmissionEventCreate(EventBase):
     seating: Literal[Seating.GENERAL_ADMISSION]
-    capacity: Annotated[int, Field(ge=1, le=MAX_CAPACITY)]
+    capacity: Annotated[int, Field(ge=1, le=MAX_CAPACITY), JSON_INT]
     price_cents: Price
 
 
@@ -90,7 +94,7 @@ class EventUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=10_000)
     venue: Name | None = None
     category: Category | None = None
-    starts_at: AwareDatetime | None = None
+    starts_at: RfcDateTime | None = Field(default=None, description="In the future")
     sale_starts_at: SaleStartsAt = None
     queue: QueueUpdate | None = None
 

@@ -14,7 +14,15 @@ def _fits_bcrypt(password: str) -> str:
     return password
 
 
-Password = Annotated[str, Field(min_length=8), AfterValidator(_fits_bcrypt)]
+Password = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=BCRYPT_MAX_BYTES,
+        description=f"8 characters or more, at most {BCRYPT_MAX_BYTES} bytes in UTF-8",
+    ),
+    AfterValidator(_fits_bcrypt),
+]
 
 
 class UserCreate(BaseModel):

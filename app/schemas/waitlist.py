@@ -5,12 +5,12 @@ from pydantic import BaseModel, Field
 
 from app.models.enums import WaitlistStatus
 from app.schemas.booking import MAX_SEATS_PER_REQUEST
-from app.schemas.common import DbId, ORMModel
+from app.schemas.common import JSON_INT, DbId, ORMModel
 
 
 class WaitlistJoin(BaseModel):
     event_id: DbId
-    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_REQUEST)] = 1
+    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_REQUEST), JSON_INT] = 1
 
 
 class WaitlistEntryRead(ORMModel):

@@ -6,7 +6,7 @@ from app.api.caching import LISTING, respond
 from app.api.deps import Id, Limit, Offset
 from app.api.errors import responses
 from app.infra.cache import EventView
-from app.schemas.common import DateTimeParam, Page
+from app.schemas.common import Page, RfcDateTime
 from app.schemas.event import EventDetail, EventFilters, EventRead, EventStatusRead, SeatMap
 from app.services import events as service
 
@@ -20,8 +20,8 @@ async def list_events(
     request: Request,
     category: Annotated[str | None, Query(max_length=60)] = None,
     q: Search = None,
-    starts_from: Annotated[DateTimeParam | None, Query(alias="from")] = None,
-    starts_to: Annotated[DateTimeParam | None, Query(alias="to")] = None,
+    starts_from: Annotated[RfcDateTime | None, Query(alias="from")] = None,
+    starts_to: Annotated[RfcDateTime | None, Query(alias="to")] = None,
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> Response:
