@@ -148,6 +148,21 @@ class TestRotation:
         )
         assert admitted.status_code == 200, admitted.text
 
+    async def test_a_changed_secret_key_retires_the_sealed_key(
+        self, client, organizer_event, monkeypatch
+    ) -> None:
+        _, event_id = organizer_event
+        before = await _sell(client, event_id, 1)
+        monkeypatch.setattr(get_settings(), "secret_key", "a-new-secret-key-" + "y" * 40)
+        after = await _sell(client, event_id, 1)
+        old_kid, new_kid = (b["tickets"][0]["qr_code_data"].split(".")[1] for b in (before, after))
+        assert old_kid != new_kid
+        document = await _keys(client, event_id)
+        assert [k["retired_at"] is None for k in document["keys"]] == [False, True]
+        _, keys = ticket_codes.load_keys(document)
+        for booking in (before, after):
+            ticket_codes.verify(booking["tickets"][0]["qr_code_data"], keys)
+
     async def test_only_the_owner_or_an_admin_rotates(self, client, organizer_event) -> None:
         _, event_id = organizer_event
         path = f"/admin/events/{event_id}/ticket-keys/rotate"
