@@ -72,9 +72,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
-        sa.UniqueConstraint(
-            "webhook_id", "event_key", name="uq_webhook_deliveries_webhook_event"
-        ),
+        sa.UniqueConstraint("webhook_id", "event_key", name="uq_webhook_deliveries_webhook_event"),
     )
     op.create_index(
         "ix_webhook_deliveries_due",
