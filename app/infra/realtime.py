@@ -3,61 +3,78 @@
 Publishers (any API process or worker) give each change a per-event sequence number and
 publish it in one Lua call, so numbers follow publish order. Each API process keeps one
 subscriber connection (`LiveHub`) and hands messages to its local WebSocket clients.
+
+Sequence numbers live in Redis: a Redis restarted empty numbers from 1 again. So every
+message also carries the event's *epoch*, started (as the time in ms) whenever its
+sequence number is missing: `(epoch, seq)` never repeats, and a client that sees another
+epoch knows that what it holds may miss changes (see `app.api.routes.live`).
 """
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app.core.redis import REDIS_ERRORS, redis
 
 log = structlog.get_logger(__name__)
 
-CHANNEL_PREFIX = "evently:live:event:"
+CHANNEL_PREFIX = "evently:live:"
 SEQ_PREFIX = "evently:live:seq:"
 COUNTS_PREFIX = "evently:live:counts:"
 LOG_PREFIX = "evently:live:log:"
+EPOCH_PREFIX = "evently:live:epoch:"
 QUEUE_SIZE = 256
+RESUBSCRIBE_EVERY_S = 0.5
 
 # The one script that numbers and publishes a change, and keeps it in a short log that
-# a client joining late is replayed from. KEYS: the event's sequence key, channel and log,
-# then (for seat changes) its cache version key and seat counts. ARGV: the message without
-# its closing brace, the log's length and time to live, then for seat changes the
-# version's time to live, the change in available, held, booked seats, and what to do
-# when Redis has no counts (restarted, or expired): "add" publishes nothing and answers
-# {0, 0} (the caller recounts), "seed" stores the recounted counts ARGV[9..11] (they
-# include this change) with a time to live ARGV[12], "bare" publishes without counts.
-# Seat changes move the version (cached views go stale, see app.infra.cache) and carry
-# the counts after the change. Answers {seq, 1} once published.
+# a client joining late is replayed from. KEYS: the event's sequence key, channel, log and
+# epoch key, then (for seat changes) its cache version key and seat counts. ARGV: the
+# message without its closing brace, the log's length and time to live, the epoch to start
+# if the sequence number is missing (Redis lost it: numbering restarts), then for seat
+# changes the version's time to live, the change in available, held, booked seats, and
+# what to do when Redis has no counts (restarted, or expired): "add" publishes nothing and
+# answers {0, 0} (the caller recounts), "seed" stores the recounted counts ARGV[10..12]
+# (they include this change) with a time to live ARGV[13], "bare" publishes without
+# counts. Seat changes move the version (cached views go stale, see app.infra.cache) and
+# carry the counts after the change. Answers {seq, 1} once published.
 _ANNOUNCE = """
 local totals = ''
-if #KEYS > 3 then
-  local mode = ARGV[8]
-  if redis.call('EXISTS', KEYS[5]) == 1 then
-    redis.call('HINCRBY', KEYS[5], 'available', ARGV[5])
-    redis.call('HINCRBY', KEYS[5], 'held', ARGV[6])
-    redis.call('HINCRBY', KEYS[5], 'booked', ARGV[7])
+if #KEYS > 4 then
+  local mode = ARGV[9]
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('HINCRBY', KEYS[6], 'available', ARGV[6])
+    redis.call('HINCRBY', KEYS[6], 'held', ARGV[7])
+    redis.call('HINCRBY', KEYS[6], 'booked', ARGV[8])
   elseif mode == 'seed' then
-    redis.call('HSET', KEYS[5], 'available', ARGV[9], 'held', ARGV[10], 'booked', ARGV[11])
-    redis.call('EXPIRE', KEYS[5], ARGV[12])
+    redis.call('HSET', KEYS[6], 'available', ARGV[10], 'held', ARGV[11], 'booked', ARGV[12])
+    redis.call('EXPIRE', KEYS[6], ARGV[13])
   elseif mode == 'add' then
     return {0, 0}
   end
-  redis.call('INCR', KEYS[4])
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
-  if redis.call('EXISTS', KEYS[5]) == 1 then
-    local c = redis.call('HMGET', KEYS[5], 'available', 'held', 'booked')
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[5])
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    local c = redis.call('HMGET', KEYS[6], 'available', 'held', 'booked')
     totals = ',"available":' .. c[1] .. ',"held":' .. c[2] .. ',"booked":' .. c[3]
   end
 end
+local epoch = redis.call('GET', KEYS[4])
+if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[4], epoch)
+end
 local seq = redis.call('INCR', KEYS[1])
-local message = ARGV[1] .. totals .. ',"seq":' .. seq .. '}'
+local message = ARGV[1] .. totals .. ',"seq":' .. seq .. ',"epoch":' .. epoch .. '}'
 redis.call('PUBLISH', KEYS[2], message)
 redis.call('RPUSH', KEYS[3], message)
 redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
@@ -75,11 +92,22 @@ _MODE_ADD, _MODE_SEED, _MODE_BARE = "add", "seed", "bare"
 
 
 def channel(event_id: int) -> str:
-    return f"{CHANNEL_PREFIX}{event_id}"
+    """The event's pub/sub channel. Pub/sub ignores the database number (every client of
+    the server hears every channel), so the channel names it: two deployments (or test
+    runs) on one Redis in different databases must not hear each other's events."""
+    return f"{CHANNEL_PREFIX}{_database(redis.url)}:event:{event_id}"
+
+
+def _database(url: str) -> str:
+    return urlsplit(url).path.strip("/") or "0"
 
 
 def seq_key(event_id: int) -> str:
     return f"{SEQ_PREFIX}{event_id}"
+
+
+def epoch_key(event_id: int) -> str:
+    return f"{EPOCH_PREFIX}{event_id}"
 
 
 def counts_key(event_id: int) -> str:
@@ -136,8 +164,9 @@ async def _announce(
     event_id: int, message: dict[str, Any], keys: list[str], args: list[int | str]
 ) -> tuple[int, bool] | None:
     opened = orjson.dumps({**message, "event_id": event_id})[:-1]  # the script closes it
-    all_keys = [seq_key(event_id), channel(event_id), log_key(event_id), *keys]
-    all_args: list[bytes | int | str] = [opened, LOG_LENGTH, LOG_TTL_S, *args]
+    all_keys = [seq_key(event_id), channel(event_id), log_key(event_id), epoch_key(event_id)]
+    all_keys += keys
+    all_args: list[bytes | int | str] = [opened, LOG_LENGTH, LOG_TTL_S, now_ms(), *args]
 
     async def send(client: Redis) -> tuple[int, bool]:
         seq, known = await client.eval(_ANNOUNCE, len(all_keys), *all_keys, *all_args)
@@ -146,31 +175,60 @@ async def _announce(
     return await redis.call(send, None)
 
 
-async def changes_since(event_id: int, seq: int) -> list[bytes] | None:
-    """The published changes numbered after `seq`, in order; None when the log no longer
-    reaches back that far (the caller then needs a fresh snapshot)."""
+@dataclass(frozen=True)
+class Since:
+    """What `changes_since` found: the event's epoch now, and the changes after a seq."""
 
-    async def read(client: Redis) -> tuple[bytes | None, list[bytes]]:
+    epoch: int
+    changes: list[bytes]
+
+
+async def changes_since(event_id: int, seq: int) -> Since | None:
+    """The published changes numbered after `seq` in the current epoch, in order; None
+    when the log no longer reaches back that far or Redis did not answer (the caller then
+    needs a fresh snapshot). The caller checks that `seq` is of that epoch."""
+
+    async def read(client: Redis) -> tuple[bytes | None, bytes | None, list[bytes]]:
         async with client.pipeline(transaction=True) as pipe:
             pipe.get(seq_key(event_id))
+            pipe.get(epoch_key(event_id))
             pipe.lrange(log_key(event_id), 0, -1)
-            current, logged = await pipe.execute()
-        return current, logged
+            current, epoch, logged = await pipe.execute()
+        return current, epoch, logged
 
     found = await redis.call(read, None)
     if found is None:
         return None
-    current, logged = int(found[0] or 0), found[1]
+    current, epoch, logged = int(found[0] or 0), int(found[1] or 0), found[2]
     if current <= seq:
-        return []
+        return Since(epoch, [])
     newer = [m for m in logged if seq_of(m) > seq]
     if not newer or seq_of(newer[0]) != seq + 1 or seq_of(newer[-1]) != current:
         return None
-    return newer
+    return Since(epoch, newer)
+
+
+async def current_epoch(event_id: int) -> int | None:
+    """The event's epoch now (0: none begun); None when Redis did not answer."""
+
+    async def read(client: Redis) -> int | None:
+        return int(await client.get(epoch_key(event_id)) or 0)
+
+    return await redis.call(read, None)
 
 
 def seq_of(message: bytes) -> int:
     return int(orjson.loads(message)["seq"])
+
+
+def position_of(message: bytes) -> tuple[int, int]:
+    """(epoch, seq) of a published message: the order clients apply changes in."""
+    decoded = orjson.loads(message)
+    return int(decoded.get("epoch", 0)), int(decoded["seq"])
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 async def drop_counts(event_id: int) -> None:
@@ -214,8 +272,12 @@ class LiveHub:
 
     async def _ensure_pubsub(self) -> PubSub:
         if self._pubsub is None:
-            # A client of its own without the short socket timeout: a subscriber waits.
-            self._client = Redis.from_url(redis.url, socket_connect_timeout=1.0)
+            # A client of its own without the short socket timeout: a subscriber waits. No
+            # silent reconnects either: the hub must see every lost connection (what was
+            # published meanwhile never reaches it, see `_read_forever`).
+            self._client = Redis.from_url(
+                redis.url, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
+            )
             self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             await self._pubsub.connect()  # type: ignore[no-untyped-call]
             self._reader = asyncio.create_task(self._read_forever(), name="live-hub-reader")
@@ -231,8 +293,11 @@ class LiveHub:
             except Exception as exc:  # Redis went away: tell clients to resync, retry
                 log.warning("live_hub_disconnected", error=str(exc))
                 self._broadcast_resync()
-                await asyncio.sleep(1.0)
                 await self._resubscribe()
+                # What was published while no subscription was open never reached this
+                # process (and a Redis back empty numbers in a new epoch): a fresh
+                # snapshot for every client, now that changes reach it again.
+                self._broadcast_resync()
 
     async def _read(self, pubsub: PubSub | None) -> None:
         assert pubsub is not None
@@ -258,13 +323,19 @@ class LiveHub:
                 self._offer(queue, None)
 
     async def _resubscribe(self) -> None:
-        if self._pubsub is None:
-            return
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self._pubsub.reset()
-            channels = [channel(e) for e in self._queues]
-            if channels:
-                await self._pubsub.subscribe(*channels)
+        """Open the subscriptions again, retrying until Redis answers."""
+        while self._pubsub is not None:
+            await asyncio.sleep(RESUBSCRIBE_EVERY_S)
+            async with self._lock:
+                try:
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                    channels = [channel(e) for e in self._queues]
+                    if channels:
+                        await self._pubsub.subscribe(*channels)
+                    log.info("live_hub_resubscribed", channels=len(channels))
+                    return
+                except REDIS_ERRORS:
+                    continue
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -22,9 +22,17 @@ _DISCONNECTED = b"__disconnected__"
 
 @router.websocket("/events/{event_id}/live")
 async def live(websocket: WebSocket, event_id: int) -> None:
-    """Send `{type: "snapshot", seq, ...}`, then `{type: "seats", seq, ...}` per change.
+    """Send `{type: "snapshot", epoch, seq, ...}`, then `{type: "seats", epoch, seq, ...}`
+    per change (and `{type: "event", ...}` when the event's status changes).
 
-    A client that falls behind gets a fresh snapshot; it may also send `{"type": "resync"}`.
+    The client's rule: keep the (epoch, seq) of the last snapshot or change applied. A
+    snapshot replaces everything held. Apply a change only if its epoch is the one held and
+    its seq is one more; ignore one with the same epoch and a seq not above the held one
+    (already in the snapshot). Anything else (another epoch: Redis lost the numbering and
+    started again; a seq that jumps) means changes were missed: send `{"type": "resync"}`
+    and apply nothing until the snapshot it brings. The server keeps to the same rule: it
+    never forwards a change that does not follow what it sent, it sends a fresh snapshot
+    instead, as it does after it lost Redis or when a client falls behind.
     """
     await websocket.accept()
     try:
@@ -61,11 +69,17 @@ async def _stream(
         if data is None:  # fell behind, lost Redis, or asked for it
             seen = await _catch_up(websocket, event_id)
             continue
-        if realtime.seq_of(data) > seen:
-            await websocket.send_text(data.decode())
+        epoch, seq = realtime.position_of(data)
+        if epoch == seen[0] and seq <= seen[1]:
+            continue  # already in the snapshot or the replay
+        if (epoch, seq) != (seen[0], seen[1] + 1):  # a new epoch or a gap: never forward it
+            seen = await _catch_up(websocket, event_id)
+            continue
+        await websocket.send_text(data.decode())
+        seen = (epoch, seq)
 
 
-async def _catch_up(websocket: WebSocket, event_id: int) -> int:
+async def _catch_up(websocket: WebSocket, event_id: int) -> service.Position:
     messages, seen = await service.catch_up(event_id)
     for message in messages:
         await websocket.send_text(message.decode())
