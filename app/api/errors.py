@@ -10,8 +10,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope
 
-from app.core import errors
+from app.core import errors, metrics
 from app.core.db import is_connection_lost, sqlstate
 from app.schemas.common import ErrorBody
 
@@ -71,6 +72,7 @@ def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
 def error_response(exc: errors.DomainError) -> JSONResponse:
     """The response for a domain error (also sent by the ASGI fast paths, as it is)."""
     status = status_for(exc)
+    metrics.child(metrics.ERRORS, exc.code).inc()
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if "retry_after" in exc.extra:  # 429 and 503: when to come back
         headers = {"Retry-After": str(exc.extra["retry_after"])}
@@ -79,9 +81,16 @@ def error_response(exc: errors.DomainError) -> JSONResponse:
     )
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
+    if _is_hold(request.scope):
+        metrics.child(metrics.HOLDS_REFUSED, exc.code).inc()
     return error_response(exc)
+
+
+def _is_hold(scope: Scope) -> bool:
+    route = scope.get("route")
+    return scope["method"] == "POST" and getattr(route, "path", None) == "/bookings/"
 
 
 def _describe(error: dict[str, Any]) -> str:

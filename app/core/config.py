@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     webhook_retry_window_s: int = Field(default=24 * 3600, ge=1)
     webhook_sweep_s: float = Field(default=5.0, gt=0)
 
+    # GET /metrics (Prometheus) and the request metrics behind it; false removes both.
+    # With METRICS_TOKEN set, a scrape must send `Authorization: Bearer <token>`.
+    metrics_enabled: bool = True
+    metrics_token: str = ""
+
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.expression import ClauseElement
 
 from app.core.config import Settings, get_settings
@@ -91,6 +92,11 @@ class Database:
         if self._sessions is None:
             self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         return self._sessions
+
+    def pools(self) -> dict[str, Pool]:
+        """The connection pools opened so far, by name: `main` and `read` (creates none)."""
+        engines = {"main": self._engine, "read": self._read_engine}
+        return {name: engine.pool for name, engine in engines.items() if engine is not None}
 
     def forget(self) -> None:
         """Drop the engines without closing them (a forked process must not share sockets)."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import structlog
 from redis.asyncio import Redis
 
+from app.core import metrics
 from app.core.config import get_settings
 from app.core.redis import redis
 
@@ -136,6 +137,12 @@ def event_version_key(event_id: int) -> str:
 
 
 LIST_KEY_PREFIX = f"{PREFIX}list:"
+# Reads through `cached` (event lists, analytics summaries): by (is a list, result).
+_WHOLE_READS = {
+    (listing, result): metrics.CACHE_REQUESTS.labels("list" if listing else "analytics", result)
+    for listing in (True, False)
+    for result in ("hit", "miss")
+}
 LIST_VERSION_KEY = f"{PREFIX}list:v"
 
 
@@ -220,7 +227,9 @@ async def cached(
         return Payload(etag_of(body), body)
     hit = await lookup(key)
     if hit is not None:
+        _WHOLE_READS[key.startswith(LIST_KEY_PREFIX), "hit"].inc()
         return hit
+    _WHOLE_READS[key.startswith(LIST_KEY_PREFIX), "miss"].inc()
 
     async def read_version(client: Redis) -> bytes | None:
         return _as_bytes(await client.get(version_key))

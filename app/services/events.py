@@ -7,6 +7,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
+from app.core import metrics
 from app.core.config import get_settings
 from app.core.db import UnitOfWork, retry_read_once, unit_of_work
 from app.core.errors import Forbidden, InvalidInput, InvalidState, NotFound
@@ -287,6 +288,7 @@ async def event_payload(event_id: int, view: EventView, *, fresh: bool = False) 
         )
         if found is not None:
             return await serve_cached(event_id, view, found)
+        _CACHE_RESULTS[view, "miss"].inc()
     return await _rebuild(event_id, view)
 
 
@@ -295,18 +297,33 @@ async def serve_cached(event_id: int, view: EventView, found: Found) -> Payload:
     processes) rebuilds it and the others keep getting these bytes meanwhile. Should the
     rebuild fail (no connection in time during a rush), these bytes are still the answer."""
     key = cache.event_key(event_id, view)
-    if found.freshness() is Freshness.FRESH or not await cache.claim_refresh(key):
-        return found.payload
+    if found.freshness() is Freshness.FRESH:
+        return _counted(view, "fresh", found.payload)
+    if not await cache.claim_refresh(key):
+        return _counted(view, "stale", found.payload)
     # Claimed: but the previous rebuilder may have stored (and let go) just now.
     again = await cache.fetch(key, cache.event_version_key(event_id))
     if again is not None and again.freshness() is Freshness.FRESH:
         await cache.release_refresh(key)
-        return again.payload
+        return _counted(view, "fresh", again.payload)
     try:
-        return await _rebuild(event_id, view)
+        return _counted(view, "rebuild", await _rebuild(event_id, view))
     except (DBAPIError, SQLAlchemyTimeoutError) as exc:
         log.warning("stale_view_served", event_id=event_id, view=view.name, error=repr(exc)[:120])
-        return found.payload
+        return _counted(view, "stale", found.payload)
+
+
+_CACHE_RESULTS = {
+    (view, result): metrics.CACHE_REQUESTS.labels(view.name.lower(), result)
+    for view in EventView
+    for result in ("fresh", "stale", "rebuild", "miss")
+}
+
+
+def _counted(view: EventView, result: str, payload: Payload) -> Payload:
+    """Count a read of a cached view by where its answer came from; returns `payload`."""
+    _CACHE_RESULTS[view, result].inc()
+    return payload
 
 
 _building: dict[tuple[int, EventView], asyncio.Future[Payload]] = {}

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from app.core import metrics
 from app.core.config import get_settings
 from app.core.db import (
     UNIQUE_VIOLATION,
@@ -112,6 +113,10 @@ def announce(
     changes.seats_changed(uow, event_id, ids, status, SeatCounts(**change), recount)
 
 
+# The lock failures' SQLSTATEs, as the lock-failure metric names them.
+LOCK_FAILURE_KINDS = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "serialization"}
+
+
 @contextmanager
 def contention(busy: Callable[[], DomainError]) -> Iterator[None]:
     """The one mapping of lock failures and backstop hits to domain errors.
@@ -124,7 +129,9 @@ def contention(busy: Callable[[], DomainError]) -> Iterator[None]:
         yield
     except DBAPIError as exc:
         if is_lock_failure(exc):
+            metrics.LOCK_FAILURES.labels(LOCK_FAILURE_KINDS.get(sqlstate(exc) or "", "other")).inc()
             raise busy() from exc
         if isinstance(exc, IntegrityError) and sqlstate(exc) == UNIQUE_VIOLATION:
+            metrics.LOCK_FAILURES.labels("claim_index").inc()
             raise SeatsUnavailable("Some of the requested seats were just taken.") from exc
         raise

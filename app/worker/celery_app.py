@@ -8,10 +8,11 @@ from app.core.config import get_settings
 from app.core.logging import configure_logging
 from app.core.queue import celery_app
 from app.wiring import wire
-from app.worker import tasks
+from app.worker import metrics, tasks
 
 app = celery_app
 TASKS = tasks  # the module that defines the tasks, imported so Celery knows them
+METRICS = metrics  # its signal handlers count task outcomes for Prometheus
 
 celery_app.conf.beat_schedule = {
     "expire-holds": {"task": "evently.expire_holds", "schedule": 30.0},
