@@ -88,6 +88,7 @@ class ApiProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None  # where stdout and stderr go; None: nowhere
+    workers: int = 1  # uvicorn --workers: more than one serve the same port
 
     @property
     def url(self) -> str:
@@ -111,6 +112,8 @@ class ApiProcess:
             "--log-level",
             "warning",
         ]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
         output: Any = subprocess.DEVNULL
         if self.log_path is not None:
             output = self.log_path.open("ab")  # the child keeps its own descriptor
