@@ -6,8 +6,10 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -45,3 +47,17 @@ def run_child(command: list[str], env: dict[str, str]) -> int:
     with signals(signal.SIG_IGN, signal.SIGINT), signals(forward, signal.SIGTERM, signal.SIGHUP):
         code = child.wait()
     return 128 - code if code < 0 else code
+
+
+def fresh_metrics_dir(configured: str | None) -> tuple[Path, bool]:
+    """The PROMETHEUS_MULTIPROC_DIR of a run, emptied of the last run's files: METRICS_DIR
+    when set (created if missing), else a new temporary folder. Returns it and whether it
+    is temporary (the caller removes it at the end). Set before the processes start, so
+    every API and Celery worker writes there and a scrape adds them all up."""
+    if not configured:
+        return Path(tempfile.mkdtemp(prefix="evently-metrics-")), True
+    folder = Path(configured)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # counters of a previous run would be added in
+        stale.unlink()
+    return folder, False

@@ -7,6 +7,7 @@ after which it stops what it started, embedded servers included.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from honcho.printer import Printer
 from sqlalchemy.engine import make_url
 
 from scripts.devenv import DATA_DIR, Services, child_env, run_with_services, setting
+from scripts.processes import fresh_metrics_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
@@ -37,14 +39,20 @@ def _run(services: Services, port: int) -> int:
     extra = {"APP_ENV": "development", "PORT": str(port)}
     if setting("LOG_JSON") is None:
         extra["LOG_JSON"] = "false"  # honcho pipes the output, which would otherwise mean JSON
+    metrics_dir, temporary = fresh_metrics_dir(setting("METRICS_DIR"))
+    extra["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # every process counts there
     env = child_env(services, **extra)
     (ROOT / DATA_DIR).mkdir(exist_ok=True)  # celery beat keeps its schedule state there
-    for step in (["alembic", "upgrade", "head"], ["app.cli", "seed-demo"]):
-        code = _step(step, env)
-        if code != 0:
-            return code
-    _banner(services, port)
-    return _start_procfile(env, port)
+    try:
+        for step in (["alembic", "upgrade", "head"], ["app.cli", "seed-demo"]):
+            code = _step(step, env)
+            if code != 0:
+                return code
+        _banner(services, port)
+        return _start_procfile(env, port)
+    finally:
+        if temporary:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _step(command: list[str], env: dict[str, str]) -> int:
@@ -63,6 +71,7 @@ def _banner(services: Services, port: int) -> None:
         "Evently is starting (Ctrl-C stops everything started here)",
         f"  API         {base}",
         f"  Swagger UI  {base}/docs",
+        f"  Metrics     {base}/metrics  (Prometheus)",
         "  Flower      http://127.0.0.1:5555  (Celery tasks: worker, beat)",
         f"  Demo logins {', '.join(DEMO_LOGINS)}",
         f"              password: {DEMO_PASSWORD}",

@@ -15,6 +15,8 @@ import signal
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         _loud(f"bench: {exc}")
         return 1
+
+
+def _save_metrics(server: Server, path: Path) -> None:
+    """What GET /metrics says once the group's scenarios ran (for the record)."""
+    try:
+        with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=10) as response:
+            path.write_bytes(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        _say(f"[metrics] not saved: {exc}")
+        return
+    _say(f"[metrics] scrape saved to {path}")
 
 
 def _server_env(options: Options, database_url: str, redis_url: str, secret: str) -> dict[str, str]:
@@ -205,7 +218,9 @@ def _run(options: Options) -> int:
         chosen = [n for n in names if n in options.only]
         if not chosen:
             continue
-        server_env = {**env, **settings}
+        metrics_dir = run_dir / f"metrics-{label}"  # a fresh one per server: its counts only
+        metrics_dir.mkdir()
+        server_env = {**env, **settings, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         clock = time.monotonic()
         log = run_dir / f"server-{label}.log"
         with Server(server_env, port, options.workers, log, options.app) as server:
@@ -236,6 +251,7 @@ def _run(options: Options) -> int:
                     _loud(f"INVARIANT VIOLATED in {name}: {problem}")
                 if not server.alive():
                     raise BenchError(f"the API died during {name}; see {server.log_path}")
+            _save_metrics(server, run_dir / f"metrics-{label}.txt")
 
     ratio = scenarios.cache_ratio(results, options.quick)
     ordered = [r for name in SCENARIOS for r in results if r.scenario == name]
