@@ -40,7 +40,8 @@ RESUBSCRIBE_EVERY_S = 0.5
 # a client joining late is replayed from. KEYS: the event's sequence key, channel, log and
 # epoch key, then (for seat changes) its cache version key and seat counts. ARGV: the
 # message without its closing brace, the log's length and time to live, the epoch to start
-# if the sequence number is missing (Redis lost it: numbering restarts), then for seat
+# if the sequence number is missing (Redis lost it: numbering restarts), or, negated, to
+# start in any case (the caller lost an earlier change of the event), then for seat
 # changes the version's time to live, the change in available, held, booked seats, and
 # what to do when Redis has no counts (restarted, or expired): "add" publishes nothing and
 # answers {0, 0} (the caller recounts), "seed" stores the recounted counts ARGV[10..12]
@@ -69,8 +70,9 @@ if #KEYS > 4 then
   end
 end
 local epoch = redis.call('GET', KEYS[4])
-if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
-  epoch = ARGV[4]
+local start, forced = ARGV[4], string.sub(ARGV[4], 1, 1) == '-'
+if forced or not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = forced and string.sub(start, 2) or start
   redis.call('SET', KEYS[4], epoch)
 end
 local seq = redis.call('INCR', KEYS[1])
@@ -166,13 +168,25 @@ async def _announce(
     opened = orjson.dumps({**message, "event_id": event_id})[:-1]  # the script closes it
     all_keys = [seq_key(event_id), channel(event_id), log_key(event_id), epoch_key(event_id)]
     all_keys += keys
-    all_args: list[bytes | int | str] = [opened, LOG_LENGTH, LOG_TTL_S, now_ms(), *args]
+    start = -now_ms() if event_id in _unannounced else now_ms()
+    all_args: list[bytes | int | str] = [opened, LOG_LENGTH, LOG_TTL_S, start, *args]
 
     async def send(client: Redis) -> tuple[int, bool]:
         seq, known = await client.eval(_ANNOUNCE, len(all_keys), *all_keys, *all_args)
         return int(seq), bool(known)
 
-    return await redis.call(send, None)
+    announced = await redis.call(send, None)
+    if announced is None:
+        _unannounced.add(event_id)
+    elif announced[0] > 0:
+        _unannounced.discard(event_id)
+    return announced
+
+
+# Events with a change this process could not announce (Redis slow, down, or the breaker
+# open): it never got a number, so no client could see a gap. The next announcement of the
+# event starts a new epoch instead, and every client resyncs from the database.
+_unannounced: set[int] = set()
 
 
 @dataclass(frozen=True)
