@@ -272,6 +272,15 @@ class StormReport:
         return Counter(label(a) for a in self.answers)
 
     @property
+    def refusals(self) -> Counter[str]:
+        """The codes of the 503s (`database_unavailable`, `overloaded`, ...)."""
+        return Counter(
+            a.json().get("code", "?")
+            for a in self.answers
+            if isinstance(a, httpx.Response) and a.status_code == 503
+        )
+
+    @property
     def finals(self) -> Counter[int | str]:
         return Counter(label(o.final) if o.final is not None else "none" for o in self.outcomes)
 
@@ -297,7 +306,8 @@ class StormReport:
     def summary(self) -> str:
         return (
             f"{len(self.outcomes)} holds in {self.elapsed:.1f}s, {self.retried} retries; "
-            f"final {dict(self.finals)}; every answer {dict(self.statuses)}; "
+            f"final {dict(self.finals)}; every answer {dict(self.statuses)} "
+            f"(503s: {dict(self.refusals)}); "
             f"5xx other than 503: {sum(self.server_errors.values())}"
         )
 
