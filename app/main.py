@@ -25,6 +25,7 @@ from app.api.routes import (
     tickets,
     waiting_room,
     waitlist,
+    web,
     webhooks,
 )
 from app.core.config import get_settings
@@ -74,10 +75,12 @@ def create_app() -> FastAPI:
         notifications,
         admin,
         webhooks,
+        web,
         health,
     )
     for module in routers:
         app.include_router(module.router)
+    web.mount(app)  # the seat picker's page: `/` and `/app/`
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     return app

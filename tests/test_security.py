@@ -36,6 +36,7 @@ OWNED = {
     "POST /bookings/{booking_id}/confirm": "booking",
     "POST /bookings/{booking_id}/cancel": "booking",
     "POST /bookings/{booking_id}/extend": "booking",
+    "GET /bookings/{booking_id}/tickets/{ticket_id}/qr.svg": "booking",
     "DELETE /waitlist/{entry_id}": "entry",
     "GET /admin/events/{event_id}": "draft",
     "PUT /admin/events/{event_id}": "draft",
@@ -106,7 +107,7 @@ def secured() -> list[str]:
 def url_of(op: str, event: int = 1) -> str:
     """The operation's path with every id 1 (`event` for events): for checks that refuse
     before the object is looked up."""
-    ids = dict.fromkeys(("booking_id", "entry_id", "user_id"), 1) | {"event_id": event}
+    ids = dict.fromkeys(("booking_id", "entry_id", "user_id", "ticket_id"), 1) | {"event_id": event}
     return op.split(" ", 1)[1].format(**ids)
 
 
@@ -128,6 +129,7 @@ class World:
 
     def url(self, op: str) -> str:
         ids = {"booking_id": self.booking, "entry_id": self.entry, "user_id": self.victim.id}
+        ids["ticket_id"] = 1  # the booking is held, not paid: the owner has no ticket yet
         ids["event_id"] = self.draft if "/admin/" in op else self.event
         return op.split(" ", 1)[1].format(**ids)
 
