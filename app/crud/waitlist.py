@@ -21,6 +21,15 @@ async def waiting_for_update(session: AsyncSession, event_id: int) -> Sequence[W
     return (await session.scalars(stmt)).all()
 
 
+async def any_waiting(session: AsyncSession, event_id: int) -> bool:
+    stmt = select(
+        select(WaitlistEntry.id)
+        .where(WaitlistEntry.event_id == event_id, WaitlistEntry.status == WaitlistStatus.WAITING)
+        .exists()
+    )
+    return bool(await session.scalar(stmt))
+
+
 async def get(session: AsyncSession, entry_id: int) -> WaitlistEntry | None:
     return await session.get(WaitlistEntry, entry_id)
 

@@ -65,7 +65,22 @@ async def hold(
         rules.check_user_cap(state.claimed_by_user, len(seats))
         booking = rules.pending_booking(user.id, request.event_id, seats, BookingSource.DIRECT, key)
         booking.id = await rules.hold_seats(uow, booking, seats)
+        await _pass_on_outlived(uow, request.event_id, seats)
     return _read(booking, seats, [])
+
+
+async def _pass_on_outlived(uow: UnitOfWork, event_id: int, seats: Sequence[LockedSeat]) -> None:
+    """Lapsed holds this one took seats from have just expired (`rules.hold_seats`): the
+    seats they still had are passed on and the offers behind them closed, as the sweeper
+    would; else those seats stayed held by an expired booking, never swept (the sweeper
+    looks for pending ones), and out of reach of the waitlist. Seats locked by another
+    transaction are skipped: that one is taking them."""
+    outlived = sorted({s.booking_id for s in seats if s.booking_id is not None})
+    if not outlived:
+        return
+    rest = await inventory.lock_seats_of_bookings(uow.session, outlived)
+    await waitlist_crud.set_status_for_bookings(uow.session, outlived, WaitlistStatus.EXPIRED)
+    await waitlist.pass_on(uow, event_id, rest)
 
 
 async def _lock_seats(uow: UnitOfWork, user: User, request: BookingCreate) -> list[LockedSeat]:

@@ -18,7 +18,7 @@ from app.crud import events as events_crud
 from app.crud import inventory
 from app.crud import waitlist as crud
 from app.crud.inventory import LockedSeat
-from app.infra import outbox
+from app.infra import cache, outbox
 from app.models import BookingSource, EventStatus, SeatStatus, User, WaitlistEntry, WaitlistStatus
 from app.schemas.waitlist import WaitlistEntryRead, WaitlistJoin
 from app.services import inventory as rules
@@ -98,7 +98,22 @@ async def join(uow: UnitOfWork, user: User, request: WaitlistJoin) -> WaitlistEn
     except IntegrityError as exc:  # the same user joining twice at the same moment
         raise Conflict("You are already on the waitlist for this event.") from exc
     await uow.session.refresh(entry)
-    return await _read(uow, entry)
+    read = await _read(uow, entry)
+    if read.position == 1:
+        _queue_changed(uow, event_id)
+    return read
+
+
+def _queue_changed(uow: UnitOfWork, event_id: int) -> None:
+    """The event's queue has just started or emptied. A lapsed hold not yet released by
+    the sweeper is free to buyers only while nobody waits (`crud.inventory.seat_is_free`),
+    so the cached seat map and counts may now be wrong: drop them after commit (found by
+    the model-based test: a map kept showing such seats held after the queue emptied)."""
+
+    async def after() -> None:
+        await cache.invalidate_event(event_id)
+
+    uow.after_commit(after)
 
 
 async def _position(uow: UnitOfWork, entry: WaitlistEntry) -> int | None:
@@ -136,4 +151,6 @@ async def leave(uow: UnitOfWork, user: User, entry_id: int) -> WaitlistEntryRead
     if entry.status == WaitlistStatus.WAITING:
         entry.status = WaitlistStatus.LEFT
         await uow.session.flush()
+        if not await crud.any_waiting(uow.session, entry.event_id):
+            _queue_changed(uow, entry.event_id)
     return await _read(uow, entry)
