@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from app.api.caching import respond
 from app.api.deps import AdminUser, Id, Limit, Offset, OrganizerUser, UoW
@@ -10,10 +11,12 @@ from app.schemas.analytics import AnalyticsSummary, ReportRead
 from app.schemas.checkin import CheckinRead, CheckinRequest
 from app.schemas.common import Page
 from app.schemas.event import EventCreate, EventDetail, EventRead, EventUpdate
+from app.schemas.exports import AttendeeFilter, SummaryView
 from app.schemas.user import RoleUpdate, UserRead
 from app.services import analytics as analytics_service
 from app.services import checkin as checkin_service
 from app.services import events as events_service
+from app.services import exports as exports_service
 from app.services import users as users_service
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -105,3 +108,55 @@ async def analytics_reports(
     """Daily and weekly reports written by the scheduler, newest first."""
     del admin
     return await analytics_service.reports(uow, period, limit, offset)
+
+
+CSV_FILE: dict[int | str, dict[str, object]] = {
+    200: {"description": "A CSV file (UTF-8, RFC 4180)", "content": {"text/csv": {}}}
+}
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+@router.get(
+    "/events/{event_id}/attendees.csv",
+    response_class=StreamingResponse,
+    responses={**CSV_FILE, **responses(401, 403, 404, 422)},
+)
+async def attendees_csv(
+    uow: UoW,
+    user: OrganizerUser,
+    event_id: Id,
+    status: Annotated[
+        AttendeeFilter | None,
+        Query(description="confirmed (valid + checked_in), valid, checked_in or cancelled"),
+    ] = None,
+) -> StreamingResponse:
+    """One row per ticket of the event, in issue order: code, seat, section, price paid,
+    buyer e-mail and name, booking id and status, ticket status (valid, checked_in,
+    cancelled), checked-in and issued times (ISO 8601, UTC). Streamed page by page; cells
+    that a spreadsheet would run as formulas are prefixed with `'`."""
+    export = await exports_service.open_attendees(uow, user, event_id, status)
+    return StreamingResponse(
+        export.chunks,
+        media_type=exports_service.CSV_MEDIA_TYPE,
+        headers=_attachment(export.filename),
+    )
+
+
+@router.get(
+    "/analytics/summary.csv",
+    response_class=Response,
+    responses={**CSV_FILE, **responses(401, 403, 422)},
+)
+async def analytics_summary_csv(
+    user: OrganizerUser,
+    by: Annotated[
+        SummaryView,
+        Query(description="event: a row per event; day: a row per day; metric: a row per figure"),
+    ] = SummaryView.EVENT,
+) -> Response:
+    """The analytics summary as a spreadsheet table (the figures of /admin/analytics/summary)."""
+    filename, body = await exports_service.summary_csv(user, by)
+    return Response(body, media_type=exports_service.CSV_MEDIA_TYPE, headers=_attachment(filename))
