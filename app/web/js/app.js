@@ -14,7 +14,7 @@ const STATES = {
   gone: "This event is no longer on sale.",
 };
 // Measured from the Playwright tests (tests/test_web.py) and docs/PERFORMANCE.md.
-const perf = (window.eventlyPerf = { firstPaintMs: null, drawMs: null, live: [] });
+const perf = (window.eventlyPerf = { dataMs: null, drawMs: null, firstPaintMs: null, live: [] });
 
 const page = { event: null, feed: null, map: null, queue: null, admission: null };
 const bookings = new Bookings($("bookings"), { say, changed: refreshMine });
@@ -128,7 +128,7 @@ function snapshot(message) {
   counts(message);
   if (!page.map) return;
   const first = !page.map.seats;
-  if (first) performance.mark("evently:map-data");
+  if (first) perf.dataMs = performance.mark("evently:map-data").startTime; // snapshot in
   const start = performance.now();
   first ? page.map.load(message.seats) : page.map.replace(message.seats);
   page.map.setMine(bookings.seatIds());

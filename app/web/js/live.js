@@ -36,7 +36,8 @@ export class LiveFeed {
       }
       this.position = null;
       this.handlers.onState("reconnecting");
-      const delay = Math.min(5000, 250 * 2 ** this.retry++);
+      // Backoff with jitter: a restarted server is not met by every client at once.
+      const delay = Math.min(3000, 250 * 2 ** this.retry++) * (0.5 + Math.random() / 2);
       this.timer = setTimeout(() => this.connect(), delay);
     };
   }

@@ -149,7 +149,7 @@ export class SeatMap {
       rows: [...rows.keys()].sort(rowOrder).map((row) => ({ name: row, seats: rows.get(row).sort(byNumber) })),
     }));
     const widest = Math.max(...this.blocks.flatMap((b) => b.rows.map((r) => r.seats.length)));
-    const width = Math.max(320, this.host.clientWidth - 2);
+    const width = Math.max(320, this.host.parentElement.clientWidth - 2);
     this.cell = Math.max(6, Math.min(24, Math.floor((width - LEFT - 8) / widest)));
     this.rows = []; // flat: {section, name, seats, y}
     this.rowOf = new Int32Array(this.seats.length);
