@@ -10,8 +10,21 @@ tickets (by `ix_tickets_booking_id`).
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Integer, and_, any_, bindparam, case, func, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Numeric,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from app.core.db import Prepared
 from app.models import Booking, BookingSeat, BookingStatus, Event, Seat, Ticket, User
@@ -69,6 +82,16 @@ async def booking_page(
     return list((await session.scalars(stmt)).all())
 
 
+def _utc_iso(moment: QueryableAttribute[Any]) -> ColumnElement[str]:
+    """ISO 8601 in UTC to the second, `2026-11-22T18:30:05Z` (NULL stays NULL)."""
+    return func.to_char(func.timezone("UTC", moment), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+
+
+def _money(cents: ColumnElement[int]) -> ColumnElement[str]:
+    """Cents as a decimal amount, `1234` as `12.34`."""
+    return func.to_char(cast(cents, Numeric) / 100, "FM9999999990.00")
+
+
 def _attendees(status: AttendeeFilter | None) -> Prepared:
     stmt = (
         select(
@@ -76,14 +99,14 @@ def _attendees(status: AttendeeFilter | None) -> Prepared:
             Seat.label.label("label"),
             Seat.section.label("section"),
             # What the buyer paid for the seat (the seat's price for a claim without one).
-            func.coalesce(BookingSeat.price_cents, Seat.price_cents).label("price_cents"),
+            _money(func.coalesce(BookingSeat.price_cents, Seat.price_cents)).label("price"),
             User.email.label("email"),
             User.full_name.label("full_name"),
             Booking.id.label("booking_id"),
             Booking.status.label("status"),
             TICKET_STATE.label("state"),
-            Ticket.checked_in_at.label("checked_in_at"),
-            Ticket.created_at.label("issued_at"),
+            _utc_iso(Ticket.checked_in_at).label("checked_in_at"),
+            _utc_iso(Ticket.created_at).label("issued_at"),
         )
         .join(Booking, Booking.id == Ticket.booking_id)
         .join(Seat, Seat.id == Ticket.seat_id)
@@ -101,8 +124,7 @@ _ATTENDEES = {status: _attendees(status) for status in (None, *AttendeeFilter)}
 async def attendees_of(
     session: AsyncSession, booking_ids: Sequence[int], status: AttendeeFilter | None
 ) -> list[Any]:
-    """The tickets of these bookings, by booking then ticket id, as asyncpg records: code,
-    label, section, price_cents (paid), email, full_name, booking_id, status (of the
-    booking), state (of the ticket), checked_in_at, issued_at. Raw records: a page holds
-    only them, not them and SQLAlchemy rows besides."""
+    """The tickets of these bookings, by booking then ticket id, as asyncpg records in the
+    order of the CSV's columns (times and prices already formatted by PostgreSQL). Raw
+    records: a page holds only them, not them and SQLAlchemy rows besides."""
     return await _ATTENDEES[status].fetch(session, booking_ids=list(booking_ids))

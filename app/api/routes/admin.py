@@ -116,7 +116,11 @@ CSV_FILE: dict[int | str, dict[str, object]] = {
 
 
 def _attachment(filename: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+    # Attendee lists hold buyers' names and e-mails: no shared cache keeps a copy.
+    return {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+    }
 
 
 @router.get(
