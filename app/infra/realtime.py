@@ -45,20 +45,21 @@ RESUBSCRIBE_EVERY_S = 0.5
 # changes the version's time to live, the change in available, held, booked seats, and
 # what to do when Redis has no counts (restarted, or expired): "add" publishes nothing and
 # answers {0, 0} (the caller recounts), "seed" stores the recounted counts ARGV[10..12]
-# (they include this change) with a time to live ARGV[13], "bare" publishes without
+# (read after this change committed, so they include it: stored as they are, whatever
+# another seed stored before) with a time to live ARGV[13], "bare" publishes without
 # counts. Seat changes move the version (cached views go stale, see app.infra.cache) and
 # carry the counts after the change. Answers {seq, 1} once published.
 _ANNOUNCE = """
 local totals = ''
 if #KEYS > 4 then
   local mode = ARGV[9]
-  if redis.call('EXISTS', KEYS[6]) == 1 then
+  if mode == 'seed' then
+    redis.call('HSET', KEYS[6], 'available', ARGV[10], 'held', ARGV[11], 'booked', ARGV[12])
+    redis.call('EXPIRE', KEYS[6], ARGV[13])
+  elseif redis.call('EXISTS', KEYS[6]) == 1 then
     redis.call('HINCRBY', KEYS[6], 'available', ARGV[6])
     redis.call('HINCRBY', KEYS[6], 'held', ARGV[7])
     redis.call('HINCRBY', KEYS[6], 'booked', ARGV[8])
-  elseif mode == 'seed' then
-    redis.call('HSET', KEYS[6], 'available', ARGV[10], 'held', ARGV[11], 'booked', ARGV[12])
-    redis.call('EXPIRE', KEYS[6], ARGV[13])
   elseif mode == 'add' then
     return {0, 0}
   end
