@@ -2,6 +2,7 @@
 and the one API route the page needs that JSON clients do not: a ticket's QR code."""
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse, Response
@@ -21,10 +22,16 @@ class SvgResponse(Response):
     media_type = "image/svg+xml"
 
 
+# The errors are JSON like everywhere (`responses`); only a success is SVG.
+SVG_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The QR code", "content": {SvgResponse.media_type: {}}}
+}
+
+
 @router.get(
     "/bookings/{booking_id}/tickets/{ticket_id}/qr.svg",
-    response_class=SvgResponse,
-    responses=responses(401, 404, 422),
+    response_class=Response,
+    responses=SVG_OK | responses(401, 404, 422),
 )
 async def ticket_qr(uow: UoW, user: CurrentUser, booking_id: Id, ticket_id: Id) -> SvgResponse:
     """The ticket's QR code (its signed `qr_code_data`) as SVG, drawn on the server.
