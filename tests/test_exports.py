@@ -16,8 +16,10 @@ import pytest
 from sqlalchemy import text
 
 from app.core.db import db
+from app.crud import exports as exports_crud
 from app.models import Role
 from app.schemas.exports import ATTENDEE_COLUMNS, SUMMARY_COLUMNS
+from app.services import exports as exports_service
 from app.services.exports import PAGE_BOOKINGS
 from tests import factories
 from tests.conftest import record_figure
@@ -34,11 +36,12 @@ async def sql(statement: str, **params: object) -> None:
         await conn.execute(text(statement), params)
 
 
-async def buy(client, buyer, event_id: int, quantity: int, section: str) -> dict[str, Any]:
+async def buy(
+    client, buyer, event_id: int, quantity: int, section: str | None = None
+) -> dict[str, Any]:
+    body = {"event_id": event_id, "quantity": quantity}
     held = await client.post(
-        "/bookings/",
-        json={"event_id": event_id, "quantity": quantity, "section": section},
-        headers=buyer.headers,
+        "/bookings/", json=body | ({"section": section} if section else {}), headers=buyer.headers
     )
     assert held.status_code == 201, held.text
     confirmed = await client.post(f"/bookings/{held.json()['id']}/confirm", headers=buyer.headers)
@@ -316,6 +319,36 @@ class TestStreaming:
             f"{seen['chunks']} chunks in {elapsed:.1f} s under tracemalloc, which saw "
             f"{grown / 1e6:.2f} MB at most allocated beyond the start"
         )
+
+    async def test_a_failure_mid_stream_never_ends_the_file_cleanly(
+        self, app_instance, client, organizer, monkeypatch
+    ) -> None:
+        event_id = await factories.event(organizer, factories.ga_spec(capacity=5))
+        for _ in range(3):
+            await buy(client, await factories.account(), event_id, 1)
+        calls = 0
+        real = exports_crud.attendees_of
+
+        async def failing(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise RuntimeError("the database went away")
+            return await real(*args)
+
+        monkeypatch.setattr(exports_service, "PAGE_BOOKINGS", 1)
+        monkeypatch.setattr(exports_crud, "attendees_of", failing)
+        bodies: list[dict[str, Any]] = []
+
+        async def client_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                bodies.append(message)
+
+        path = f"/admin/events/{event_id}/attendees.csv"
+        with pytest.raises(RuntimeError, match="went away"):
+            await call_asgi(app_instance, path, organizer.headers, client_send)
+        assert [m["body"].count(b"\r\n") for m in bodies] == [1, 1]  # header, first booking
+        assert all(m.get("more_body") for m in bodies)  # no end of body: the client sees a break
 
 
 async def _stall_and_check(pool: Any, seen: dict[str, Any]) -> None:
