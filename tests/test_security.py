@@ -46,6 +46,11 @@ OWNED = {
     "POST /admin/events/{event_id}/ticket-keys/rotate": "draft",
     "GET /admin/events/{event_id}/attendees.csv": "draft",
     "POST /admin/users/{user_id}/role": "user",
+    "GET /admin/webhooks/{webhook_id}": "webhook",
+    "DELETE /admin/webhooks/{webhook_id}": "webhook",
+    "POST /admin/webhooks/{webhook_id}/enable": "webhook",
+    "GET /admin/webhooks/{webhook_id}/deliveries": "webhook",
+    "POST /admin/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": "webhook",
 }
 # Operations with an id that names a public event; the caller acts on nothing but it, or
 # on their own place in its line.
@@ -107,7 +112,8 @@ def secured() -> list[str]:
 def url_of(op: str, event: int = 1) -> str:
     """The operation's path with every id 1 (`event` for events): for checks that refuse
     before the object is looked up."""
-    ids = dict.fromkeys(("booking_id", "entry_id", "user_id", "ticket_id"), 1) | {"event_id": event}
+    numbered = ("booking_id", "entry_id", "user_id", "ticket_id", "webhook_id", "delivery_id")
+    ids = dict.fromkeys(numbered, 1) | {"event_id": event}
     return op.split(" ", 1)[1].format(**ids)
 
 
@@ -126,10 +132,12 @@ class World:
     draft: int
     booking: int
     entry: int
+    webhook: int  # the owner's
 
     def url(self, op: str) -> str:
         ids = {"booking_id": self.booking, "entry_id": self.entry, "user_id": self.victim.id}
         ids["ticket_id"] = 1  # the booking is held, not paid: the owner has no ticket yet
+        ids["webhook_id"], ids["delivery_id"] = self.webhook, 1
         ids["event_id"] = self.draft if "/admin/" in op else self.event
         return op.split(" ", 1)[1].format(**ids)
 
@@ -154,7 +162,16 @@ async def world(client: httpx.AsyncClient) -> World:
     )
     assert (held.status_code, joined.status_code) == (201, 201), (held.text, joined.text)
     entry = joined.json()["id"]  # the stranger's: the victim's seat sold the event out
-    return World(owner, victim, stranger, rival, admin, event, draft, held.json()["id"], entry)
+    hook = await client.post(
+        "/admin/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["booking.confirmed"]},
+        headers=owner.headers,
+    )
+    assert hook.status_code == 201, hook.text
+    booking = held.json()["id"]
+    return World(
+        owner, victim, stranger, rival, admin, event, draft, booking, entry, hook.json()["id"]
+    )
 
 
 class TestOwnership:
@@ -168,6 +185,7 @@ class TestOwnership:
             "entry": (world.victim, world.owner, world.rival),
             "draft": (world.victim, world.rival),
             "user": (world.victim, world.rival),
+            "webhook": (world.victim, world.rival),
         }
         booking_url = f"/bookings/{world.booking}"
         before = (await client.get(booking_url, headers=world.victim.headers)).json()
@@ -191,6 +209,8 @@ class TestOwnership:
         assert (draft.json()["status"], draft.json()["name"]) == ("draft", "Test Festival")
         me = await client.get("/auth/me", headers=world.victim.headers)
         assert me.json()["role"] == "customer"
+        hook = await client.get(f"/admin/webhooks/{world.webhook}", headers=world.owner.headers)
+        assert hook.status_code == 200  # not deleted by anyone else
 
 
 class TestRoles:
