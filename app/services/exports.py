@@ -38,9 +38,11 @@ from app.services import analytics
 PAGE_BOOKINGS = 100
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
-# Attendee cells written by people: seat label, section (the organizer's), buyer e-mail and
-# name (the buyer's). The others are ours: codes, ids, statuses, digits.
-FREE_TEXT = (1, 2, 4, 5)
+# Attendee cells written by people: seat label and section (the organizer's), buyer e-mail
+# and name (the buyer's). The others are ours: codes, ids, statuses, digits.
+FREE_TEXT = tuple(
+    ATTENDEE_COLUMNS.index(name) for name in ("seat_label", "section", "buyer_email", "buyer_name")
+)
 
 
 @dataclass(frozen=True)
