@@ -33,15 +33,16 @@ async def catch_up(event_id: int) -> tuple[list[bytes], Position]:
 
 
 def _of_epoch(payload: Payload, epoch: int) -> bool:
-    """Whether a cached map's sequence number can belong to `epoch` (0: none begun yet, so
-    a map with changes numbered in it is from before Redis lost them).
+    """Whether a cached map's sequence number surely belongs to `epoch`.
 
-    An empty Redis holds no map of an earlier epoch. Only a build in flight across the
-    restart could store one (its number read before, its bytes stored after): a window
-    of one database read, which reading the epoch with the number in the map's header
-    (`events._build`) would close.
+    No epoch (0) means Redis holds no numbering for the event (it restarted, or nothing
+    was ever announced): read fresh. A map numbered 0 in an epoch was built while Redis
+    was unreachable (its number is the fallback) and stored once it was back: its data
+    may predate changes made meanwhile, which no message carries. Only a build in flight
+    across a whole outage could store an earlier epoch's number; reading the epoch with
+    the number into the map's header (`events._build`) would close that too.
     """
-    return epoch != 0 or _seq(payload) == 0
+    return epoch != 0 and _seq(payload) > 0
 
 
 def _seq(payload: Payload) -> int:

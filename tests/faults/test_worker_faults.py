@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from kombu import pools
 from sqlalchemy import text
 
 from app.core.db import db
 from app.core.queue import RUN_JOB
 from app.models import Role
 from tests import factories
-from tests.conftest import record_figure
+from tests.conftest import TEST_REDIS_URL, record_figure
 from tests.faults import scale
 from tests.jobpath import WORKER_ENV, scalar, send
 from tests.servers import RedisProcess, WorkerProcess
@@ -181,9 +182,10 @@ async def own_broker() -> AsyncIterator[RedisProcess]:
         yield server
     finally:
         server.stop()
-        from tests.conftest import TEST_REDIS_URL
-
         use_broker(TEST_REDIS_URL)
+        # kombu keeps producer pools per broker URL, process-wide: the test Redis's was
+        # closed when this test switched away, and would be handed out again, closed.
+        pools.reset()
 
 
 async def test_broker_down_and_back_during_a_storm_of_confirms(client, own_broker) -> None:
