@@ -29,6 +29,7 @@ from app.core.config import get_settings
 from app.core.security import BCRYPT_MAX_BYTES
 from app.main import api
 from app.models import Role
+from app.schemas.event import MAX_CAPACITY
 from tests import factories
 from tests.conftest import record_figure
 from tests.faults import FULL, scale
@@ -64,8 +65,8 @@ class Report:
                     answer = recorder.interactions.get(case_id)
                     got = answer.response if answer is not None else None
                     said = f"{got.status_code} {got.content[:300]!r}" if got is not None else "-"
-                    text = f"{recorder.label} {key[1]}\n{info.failure.message}\n{info.code_sample}"
-                    self.failures.append(f"{text}\nanswered {said}"[:1500])
+                    text = f"{recorder.label} {key[1]}\nanswered {said}\n{info.failure.message}"
+                    self.failures.append(f"{text}\n{info.code_sample}"[:1500])
 
 
 @pytest.fixture
@@ -151,6 +152,7 @@ def _client_rules() -> Callable[..., None]:
             case.headers["Idempotency-Key"] = f"fuzz-{next(serial)}"
         if case.operation.path.startswith("/admin/events") and isinstance(case.body, dict):
             _dates_a_client_would_send(case.body)
+            _seats_within_capacity(case.body)
         if isinstance(case.body, dict) and isinstance(case.body.get("password"), str):
             case.body["password"] = _within_bcrypt(case.body["password"])
 
@@ -165,6 +167,29 @@ def _dates_a_client_would_send(body: dict[str, Any]) -> None:
         value = body.get(name)
         if isinstance(value, str) and _is_date_time(value):
             body[name] = (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+def _seats_within_capacity(body: dict[str, Any]) -> None:
+    # Unique names and at most MAX_CAPACITY seats in all (documented on `sections`): rules
+    # across items, which no schema keyword can say. A client names its sections apart
+    # and shrinks its rows until the layout fits.
+    layout = body.get("layout")
+    sections = layout.get("sections") if isinstance(layout, dict) else None
+    if not isinstance(sections, list):
+        return
+    named = [s for s in sections if isinstance(s, dict) and isinstance(s.get("name"), str)]
+    for number, section in enumerate(named):
+        section["name"] = f"{section['name'][:30]} {number}"
+    sized = [s for s in sections if isinstance(s, dict) and _counts(s, "rows", "seats_per_row")]
+    while sum(s["rows"] * s["seats_per_row"] for s in sized) > MAX_CAPACITY:
+        widest = max(sized, key=lambda s: s["rows"] * s["seats_per_row"])
+        widest["rows"] = max(1, widest["rows"] // 2)
+        if widest["rows"] == 1:
+            widest["seats_per_row"] = max(1, widest["seats_per_row"] // 2)
+
+
+def _counts(section: dict[str, Any], *names: str) -> bool:
+    return all(isinstance(section.get(n), int | float) and section[n] >= 1 for n in names)
 
 
 def _within_bcrypt(password: str) -> str:

@@ -22,7 +22,17 @@ class SectionLayout(BaseModel):
 
 
 class SeatLayout(BaseModel):
-    sections: Annotated[list[SectionLayout], Field(min_length=1, max_length=50)]
+    sections: Annotated[
+        list[SectionLayout],
+        Field(
+            min_length=1,
+            max_length=50,
+            description=(
+                f"Sections with unique names; at most {MAX_CAPACITY} seats in all"
+                " (rows x seats_per_row, summed)."
+            ),
+        ),
+    ]
 
 
 AdmitPerSecond = Annotated[
