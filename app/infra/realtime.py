@@ -179,6 +179,7 @@ async def _announce(
     announced = await redis.call(send, None)
     if announced is None:
         _unannounced.add(event_id)
+        _retry_soon()
     elif announced[0] > 0:
         _unannounced.discard(event_id)
     return announced
@@ -186,8 +187,26 @@ async def _announce(
 
 # Events with a change this process could not announce (Redis slow, down, or the breaker
 # open): it never got a number, so no client could see a gap. The next announcement of the
-# event starts a new epoch instead, and every client resyncs from the database.
+# event starts a new epoch instead, and every client resyncs from the database; should no
+# change come, `_announce_lost` sends one (`{"type": "resync"}`) once Redis answers.
 _unannounced: set[int] = set()
+_retrying: set[asyncio.Task[None]] = set()
+RETRY_LOST_EVERY_S = 0.5
+
+
+def _retry_soon() -> None:
+    if not _retrying:
+        task = asyncio.get_running_loop().create_task(_announce_lost(), name="live-lost")
+        _retrying.add(task)
+        task.add_done_callback(_retrying.discard)
+
+
+async def _announce_lost() -> None:
+    while _unannounced:
+        await asyncio.sleep(RETRY_LOST_EVERY_S)
+        for event_id in list(_unannounced):
+            if await _announce(event_id, {"type": "resync"}, [], []) is None:
+                break  # Redis still away: try again later
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,15 @@ PER_BOOKING = text(
 )
 
 
+@pytest.fixture(autouse=True)
+def open_broker_pools() -> None:
+    """Producer pools that are open. kombu keeps one per broker URL, process-wide: a test
+    that switched to a broker of its own and back (`use_broker`) closed the test Redis's,
+    and kombu would hand it out again, closed ("Acquire on closed pool")."""
+    use_broker(TEST_REDIS_URL)
+    pools.reset()
+
+
 @dataclass
 class Confirms:
     """Held bookings of distinct buyers, confirmed by CLIENTS clients at once."""
@@ -183,9 +192,7 @@ async def own_broker() -> AsyncIterator[RedisProcess]:
     finally:
         server.stop()
         use_broker(TEST_REDIS_URL)
-        # kombu keeps producer pools per broker URL, process-wide: the test Redis's was
-        # closed when this test switched away, and would be handed out again, closed.
-        pools.reset()
+        pools.reset()  # see open_broker_pools
 
 
 async def test_broker_down_and_back_during_a_storm_of_confirms(client, own_broker) -> None:

@@ -23,7 +23,8 @@ _DISCONNECTED = b"__disconnected__"
 @router.websocket("/events/{event_id}/live")
 async def live(websocket: WebSocket, event_id: int) -> None:
     """Send `{type: "snapshot", epoch, seq, ...}`, then `{type: "seats", epoch, seq, ...}`
-    per change (and `{type: "event", ...}` when the event's status changes).
+    per change (and `{type: "event", ...}` when the event's status changes; a
+    `{type: "resync"}` of a new epoch follows a change that could not be announced).
 
     The client's rule: keep the (epoch, seq) of the last snapshot or change applied. A
     snapshot replaces everything held. Apply a change only if its epoch is the one held and
