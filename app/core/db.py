@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import CursorResult
+from sqlalchemy import CursorResult, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -119,12 +119,22 @@ class UnitOfWork:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._after_commit: list[AfterCommit] = []
+        self._wants_xid = False
+        # The PostgreSQL transaction id this unit committed, when a side effect asked for
+        # it (`want_xid`): live seat counts use it to tell whether a recount saw the change.
+        self.xid: int | None = None
+
+    def want_xid(self) -> None:
+        """Read the transaction's id just before it commits (one round trip)."""
+        self._wants_xid = True
 
     def after_commit(self, effect: AfterCommit) -> None:
         """Run `effect` only if the transaction commits (cache, pub/sub, jobs)."""
         self._after_commit.append(effect)
 
     async def commit(self) -> None:
+        if self._wants_xid:
+            self.xid = int(await self.session.scalar(text("SELECT pg_current_xact_id()::text")))
         await self.session.commit()
         effects, self._after_commit = self._after_commit, []
         for effect in effects:

@@ -32,8 +32,10 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Text,
     and_,
     bindparam,
+    cast,
     func,
     insert,
     or_,
@@ -269,6 +271,23 @@ _STORED_COUNTS = Prepared(
         func.count().filter(Seat.status == SeatStatus.BOOKED),
     ).where(Seat.event_id == EVENT)
 )
+
+
+_COUNTED_IN_SNAPSHOT = Prepared(
+    select(
+        func.count().filter(Seat.status == SeatStatus.AVAILABLE),
+        func.count().filter(Seat.status == SeatStatus.HELD),
+        func.count().filter(Seat.status == SeatStatus.BOOKED),
+        cast(func.pg_current_snapshot(), Text),
+    ).where(Seat.event_id == EVENT)
+)
+
+
+async def counts_in_snapshot(session: AsyncSession, event_id: int) -> tuple[Totals, str]:
+    """`stored_counts`, with the snapshot they were counted in (`xmin:xmax:xip,...`, read
+    in the same statement, so the same snapshot): which transactions they include."""
+    *row, snapshot = (await _COUNTED_IN_SNAPSHOT.execute(session, event_id=event_id)).one()
+    return Totals(*row), snapshot
 
 
 async def stored_counts(session: AsyncSession, event_id: int) -> Totals:

@@ -5,7 +5,6 @@ Called inside the transaction; everything here runs only after it commits.
 
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -13,11 +12,11 @@ import structlog
 from app.core.db import UnitOfWork
 from app.core.redis import redis
 from app.infra import cache, realtime
-from app.infra.realtime import SeatCounts
+from app.infra.realtime import Recounted, SeatCounts
 
 log = structlog.get_logger(__name__)
 
-Recount = Callable[[], Coroutine[Any, Any, SeatCounts]]
+Recount = Callable[[], Coroutine[Any, Any, Recounted]]
 
 
 def seats_changed(
@@ -40,11 +39,16 @@ def seats_changed(
     message = {"type": "seats", "seat_ids": sorted(seat_ids), "status": status}
     version = (cache.event_version_key(event_id), cache.VERSION_TTL_S)
 
+    uow.want_xid()
+
     async def after() -> None:
-        published = await realtime.publish_seats(event_id, message, version, change)
+        xid = uow.xid
+        published = await realtime.publish_seats(event_id, message, version, change, xid)
         if published is False:
-            counts = await _recounted(event_id, recount)
-            published = await realtime.publish_seats(event_id, message, version, change, counts)
+            counted = await _recounted(event_id, recount)
+            published = await realtime.publish_seats(
+                event_id, message, version, change, xid, counted
+            )
         if published is None:
             redis.dirty = True  # the invalidation was lost: flush when Redis is back
 
@@ -52,55 +56,23 @@ def seats_changed(
 
 
 RECOUNT_WAIT_S = 1.0
+_recounts: dict[int, asyncio.Task[Recounted]] = {}
 
 
-@dataclass
-class _Recount:
-    """One recount of an event's seats, for the changes that committed before it started."""
-
-    task: "asyncio.Task[SeatCounts] | None" = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-_running: dict[int, _Recount] = {}
-_next: dict[int, _Recount] = {}
-
-
-async def _recounted(event_id: int, recount: Recount) -> SeatCounts | None:
-    """The event's counts from PostgreSQL, read after the caller's change committed (so
-    they include it: the caller stores them as they are); None if the recount failed or
-    took longer than RECOUNT_WAIT_S.
-
-    Changes arriving while a recount runs cannot trust it (its snapshot may predate their
-    commit): they wait for the next one, which starts when it ends and serves them all.
-    So a rush of changes costs two recounts, and no change is counted twice by one.
-    """
-    turn = _next.get(event_id)
-    if turn is None:
-        turn = _next[event_id] = _Recount()
-        if event_id not in _running:
-            _start(event_id, recount)
+async def _recounted(event_id: int, recount: Recount) -> Recounted | None:
+    """The event's counts from PostgreSQL, one recount per event in this process at a
+    time (changes arriving meanwhile wait for it); None if it failed or is too slow.
+    Whether a change is in them is told by the snapshot they carry, not by timing."""
+    task = _recounts.get(event_id)
+    if task is None:
+        task = asyncio.create_task(recount(), name=f"recount-{event_id}")
+        _recounts[event_id] = task
+        task.add_done_callback(lambda _: _recounts.pop(event_id, None))
     try:
-        await asyncio.wait_for(turn.done.wait(), RECOUNT_WAIT_S)
-        assert turn.task is not None
-        return turn.task.result()
+        return await asyncio.wait_for(asyncio.shield(task), RECOUNT_WAIT_S)
     except Exception as exc:  # published without counts; the next change recounts
         log.warning("seat_counts_not_recounted", event_id=event_id, error=repr(exc)[:200])
         return None
-
-
-def _start(event_id: int, recount: Recount) -> None:
-    """Run the waiting turn's recount; when it ends, the turn that gathered meanwhile."""
-    turn = _running[event_id] = _next.pop(event_id)
-    turn.task = asyncio.create_task(recount(), name=f"recount-{event_id}")
-
-    def finished(_: object) -> None:
-        turn.done.set()
-        del _running[event_id]
-        if event_id in _next:
-            _start(event_id, recount)
-
-    turn.task.add_done_callback(finished)
 
 
 def event_changed(uow: UnitOfWork, event_id: int, status: str | None = None) -> None:

@@ -42,30 +42,48 @@ RESUBSCRIBE_EVERY_S = 0.5
 # message without its closing brace, the log's length and time to live, the epoch to start
 # if the sequence number is missing (Redis lost it: numbering restarts), or, negated, to
 # start in any case (the caller lost an earlier change of the event), then for seat
-# changes the version's time to live, the change in available, held, booked seats, and
-# what to do when Redis has no counts (restarted, or expired): "add" publishes nothing and
-# answers {0, 0} (the caller recounts), "seed" stores the recounted counts ARGV[10..12]
-# (read after this change committed, so they include it: stored as they are, whatever
-# another seed stored before) with a time to live ARGV[13], "bare" publishes without
-# counts. Seat changes move the version (cached views go stale, see app.infra.cache) and
-# carry the counts after the change. Answers {seq, 1} once published.
+# changes the version's time to live, the change in available, held, booked seats, what
+# to do when Redis has no counts, and the id of the transaction that made the change ('':
+# unknown). Modes: "add" publishes nothing and answers {0, 0} (the caller recounts),
+# "seed" stores recounted counts ARGV[11..13] with a time to live ARGV[14] and the
+# snapshot they were counted in (xmin, xmax, ",xip,..," in ARGV[15..17]), "bare"
+# publishes without counts. Once counts are stored, a change is added to them unless the
+# snapshot they came from already saw its transaction: so a change committed while a
+# recount ran is counted once, whichever reaches Redis first, from any process. Seat
+# changes move the version (cached views go stale, see app.infra.cache) and carry the
+# counts after the change. Answers {seq, 1} once published.
 _ANNOUNCE = """
 local totals = ''
 if #KEYS > 4 then
   local mode = ARGV[9]
-  if mode == 'seed' then
-    redis.call('HSET', KEYS[6], 'available', ARGV[10], 'held', ARGV[11], 'booked', ARGV[12])
-    redis.call('EXPIRE', KEYS[6], ARGV[13])
-  elseif redis.call('EXISTS', KEYS[6]) == 1 then
-    redis.call('HINCRBY', KEYS[6], 'available', ARGV[6])
-    redis.call('HINCRBY', KEYS[6], 'held', ARGV[7])
-    redis.call('HINCRBY', KEYS[6], 'booked', ARGV[8])
-  elseif mode == 'add' then
+  local stored = redis.call('EXISTS', KEYS[6]) == 1
+  if not stored and mode == 'seed' then
+    redis.call('HSET', KEYS[6], 'available', ARGV[11], 'held', ARGV[12], 'booked', ARGV[13],
+      'xmin', ARGV[15], 'xmax', ARGV[16], 'xip', ARGV[17])
+    redis.call('EXPIRE', KEYS[6], ARGV[14])
+    stored = true
+  elseif not stored and mode == 'add' then
     return {0, 0}
+  end
+  if stored then
+    local seen = false
+    local xid = tonumber(ARGV[10])
+    if xid then
+      local s = redis.call('HMGET', KEYS[6], 'xmin', 'xmax', 'xip')
+      if s[1] then
+        seen = xid < tonumber(s[1]) or
+          (xid < tonumber(s[2]) and not string.find(s[3], ',' .. ARGV[10] .. ',', 1, true))
+      end
+    end
+    if not seen then
+      redis.call('HINCRBY', KEYS[6], 'available', ARGV[6])
+      redis.call('HINCRBY', KEYS[6], 'held', ARGV[7])
+      redis.call('HINCRBY', KEYS[6], 'booked', ARGV[8])
+    end
   end
   redis.call('INCR', KEYS[5])
   redis.call('EXPIRE', KEYS[5], ARGV[5])
-  if redis.call('EXISTS', KEYS[6]) == 1 then
+  if stored then
     local c = redis.call('HMGET', KEYS[6], 'available', 'held', 'booked')
     totals = ',"available":' .. c[1] .. ',"held":' .. c[2] .. ',"booked":' .. c[3]
   end
@@ -134,31 +152,49 @@ async def publish(event_id: int, message: dict[str, Any]) -> int | None:
     return published[0] if published else None
 
 
+@dataclass(frozen=True)
+class Recounted:
+    """Counts read from PostgreSQL, and the snapshot (`xmin:xmax:xip,...`) they saw."""
+
+    counts: SeatCounts
+    snapshot: str
+
+    def visibility(self) -> list[str]:
+        """xmin, xmax and ",xip,...," (the transactions in progress) for the script."""
+        xmin, xmax, in_progress = self.snapshot.split(":")
+        return [xmin, xmax, f",{in_progress},"]
+
+
 async def publish_seats(
     event_id: int,
     message: dict[str, Any],
     version: tuple[str, int],
     change: SeatCounts,
-    seed: SeatCounts | bool | None = False,
+    xid: int | None = None,
+    seed: Recounted | bool | None = False,
 ) -> bool | None:
     """Number and publish a seat change with the event's counts after it, and move the
     event's cache version, in one round trip (call after commit).
 
-    `change` is added to the counts kept in Redis. When Redis has none: with `seed=False`
+    `change`, made by transaction `xid`, is added to the counts kept in Redis unless they
+    were recounted in a snapshot that saw it. When Redis has none: with `seed=False`
     nothing is published and the answer is False (recount, then call again with the
-    counts as `seed`); with counts, they are stored; with `seed=None` the change goes
+    recount as `seed`); with a recount, it is stored; with `seed=None` the change goes
     out without counts. `version` is the cache version key and its time to live.
     Returns True once published, None when Redis did not answer.
     """
     version_key, version_ttl_s = version
     keys = [version_key, counts_key(event_id)]
     args: list[int | str] = [version_ttl_s, change.available, change.held, change.booked]
+    made_by = "" if xid is None else str(xid)
     if seed is False:
-        args += [_MODE_ADD]
-    elif isinstance(seed, SeatCounts):
-        args += [_MODE_SEED, seed.available, seed.held, seed.booked, COUNTS_TTL_S]
+        args += [_MODE_ADD, made_by]
+    elif isinstance(seed, Recounted):
+        counted = seed.counts
+        args += [_MODE_SEED, made_by, counted.available, counted.held, counted.booked]
+        args += [COUNTS_TTL_S, *seed.visibility()]
     else:
-        args += [_MODE_BARE]
+        args += [_MODE_BARE, made_by]
     published = await _announce(event_id, message, keys, args)
     return None if published is None else published[0] > 0
 

@@ -31,7 +31,7 @@ from app.core.errors import (
 from app.crud import inventory as crud
 from app.crud.inventory import LockedSeat, SaleState
 from app.infra import changes
-from app.infra.realtime import SeatCounts
+from app.infra.realtime import Recounted, SeatCounts
 from app.models import Booking, BookingSource, EventStatus, SeatStatus
 
 
@@ -101,11 +101,11 @@ def announce(
         change[seat.status] -= 1
         change[status.value] += 1
 
-    async def recount() -> SeatCounts:
-        async def read() -> SeatCounts:
+    async def recount() -> Recounted:
+        async def read() -> Recounted:
             async with unit_of_work(cache_fill=True) as reading:
-                totals = await crud.stored_counts(reading.session, event_id)
-            return SeatCounts(totals.available, totals.held, totals.booked)
+                totals, snapshot = await crud.counts_in_snapshot(reading.session, event_id)
+            return Recounted(SeatCounts(totals.available, totals.held, totals.booked), snapshot)
 
         return await retry_read_once(read)
 
