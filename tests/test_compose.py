@@ -215,10 +215,14 @@ def _entrypoint_modes() -> set[str]:
 
 
 def _program(words: list[str]) -> str | None:
-    """The program a command line runs (after `exec` and VAR=value prefixes)."""
+    """The program a command line runs (after `exec`, `env -u NAME` and VAR=value prefixes)."""
     rest = [w for w in words if not re.fullmatch(r"[A-Za-z_]\w*=.*", w)]
     if rest[:1] == ["exec"]:
         rest = rest[1:]
+    if rest[:1] == ["env"]:  # coreutils, in every image: what it runs is what counts
+        rest = rest[1:]
+        while rest[:1] == ["-u"]:
+            rest = rest[2:]
     if not rest or rest[0].startswith("$"):
         return None  # `exec "$@"`: whatever the container was given
     return rest[0]
