@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from app.core import admission
 from app.core.config import get_settings
@@ -469,17 +469,20 @@ async def test_joins_with_no_database_connection_free_are_503_not_500(
 ) -> None:
     """A join whose event settings must be read while every pooled connection is taken is
     answered 503 (fast path or not), and concurrent joins share that one read."""
-    from app.core.db import db
+    from app.core.db import db, unit_of_work
 
     event_id = await queued_event(organizer)
     people = await fans(20)
     monkeypatch.setattr(get_settings(), "db_pool_size", 1)
+    monkeypatch.setattr(get_settings(), "db_read_pool_size", 1)
     monkeypatch.setattr(get_settings(), "db_max_overflow", 0)
     monkeypatch.setattr(get_settings(), "db_pool_timeout_s", 0.2)
     await db.dispose()
     try:
-        async with db.engine.connect() as taken:  # the only connection
+        # The only connection of each pool (the settings are read on the small read pool).
+        async with db.engine.connect() as taken, unit_of_work(cache_fill=True) as reading:
             await taken.exec_driver_sql("SELECT 1")
+            await reading.session.execute(text("SELECT 1"))
             answers = await asyncio.gather(
                 *(client.post(f"/events/{event_id}/queue", headers=f.headers) for f in people)
             )

@@ -6,6 +6,7 @@ No worker runs between these tests: each starts the ones it needs.
 import asyncio
 from collections.abc import AsyncIterator
 
+import kombu.pools
 import pytest
 
 from app.core.queue import RUN_JOB, celery_app
@@ -71,6 +72,7 @@ def use_broker(url: str) -> None:
     celery_app.conf.broker_url = url
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    kombu.pools.reset()  # else kombu hands the closed pool of the old URL out again
 
 
 class TestBrokerOutage:

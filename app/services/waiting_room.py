@@ -115,7 +115,9 @@ _loading: dict[int, "asyncio.Task[SaleGate | None]"] = {}
 
 
 async def _load_gate(event_id: int) -> SaleGate | None:
-    async with unit_of_work() as uow:
+    # On the small read pool: a hold asking for it already holds a main-pool connection
+    # (its idempotency claim), so a rush of holds on the main pool would wait for itself.
+    async with unit_of_work(cache_fill=True) as uow:
         row = await retry_read_once(
             lambda: crud.sale_settings(uow.session, event_id), before_retry=uow.rollback
         )
