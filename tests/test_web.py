@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -405,6 +406,55 @@ class TestQueue:
         assert (await sent.value).headers["admission-token"].startswith("WRA1.")
         await tab.page.locator('.booking[data-status="pending"]').wait_for()
         assert tab.errors == []
+
+
+class TestOrganizer:
+    async def test_an_organizer_checks_a_ticket_in_twice_and_downloads_the_attendees(
+        self, tabs, web_api: ApiProcess
+    ) -> None:
+        organizer = await factories.account(Role.ORGANIZER)
+        event_id = await factories.event(organizer, factories.seated_spec([("Pit", 1, 10, 2000)]))
+        ids = await seat_ids(web_api, event_id)
+        buyer = await factories.account()
+        async with httpx.AsyncClient(base_url=web_api.url, headers=buyer.headers) as http:
+            body = {"event_id": event_id, "seat_ids": [ids["Pit row 1 seat 3"]]}
+            held = await http.post("/bookings/", json=body)
+            assert held.status_code == 201, held.text
+            paid = await http.post(f"/bookings/{held.json()['id']}/confirm", json={})
+            assert paid.status_code == 200, paid.text
+        code = paid.json()["tickets"][0]["code"]
+        tab = await tabs()
+        await tab.open()
+        await tab.log_in(organizer)
+        mine = tab.page.locator(f'#my-events li[data-event-id="{event_id}"]')
+        await mine.get_by_text("0 held · 1 sold").wait_for()  # the live counts
+        assert str(await mine.text_content()).startswith("Test Concert · published · ")
+        assert (
+            await mine.get_by_role("link", name="Open live seat map").get_attribute("href")
+            == f"#/events/{event_id}"
+        )
+
+        box = tab.page.get_by_label("Ticket code or QR payload")
+        result = tab.page.locator("#checkin-result")
+        await box.fill(code.lower())  # as typed at the door
+        await tab.page.get_by_role("button", name="Check in", exact=True).click()
+        await result.get_by_text("Admitted").wait_for()
+        admitted = str(await result.text_content())
+        expected = f"Admitted: seat Pit-1-3, holder {buyer.email}, ticket {code}, at "
+        assert admitted.startswith(expected)
+        await box.fill(code)
+        await tab.page.get_by_role("button", name="Check in", exact=True).click()
+        await result.get_by_text("Already checked in at").wait_for()
+
+        async with tab.page.expect_download() as saving:
+            await mine.get_by_role("button", name="Download attendees (CSV)").click()
+        download = await saving.value
+        assert download.suggested_filename == f"event-{event_id}-attendees.csv"
+        csv = await anyio.Path(await download.path()).read_text(encoding="utf-8-sig")
+        row = next(line for line in csv.splitlines() if code in line)
+        assert buyer.email in row
+        assert ",checked_in," in row
+        assert tab.unexpected_errors(409) == []
 
 
 class TestStadium:

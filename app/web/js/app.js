@@ -1,8 +1,10 @@
-// The page: log in, the events, one event's live seat map, hold, pay, tickets.
+// The page: log in, the events, one event's live seat map, hold, pay, tickets; for an
+// organizer, their events and a check-in box (organizer.js).
 
 import { api, clock, euros, sentence, session } from "./api.js";
 import { Bookings } from "./bookings.js";
 import { LiveFeed } from "./live.js";
+import { Organizer } from "./organizer.js";
 import { COLORS, LEGEND, SeatMap, TAKEN } from "./seatmap.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,8 +18,9 @@ const STATES = {
 // Measured from the Playwright tests (tests/test_web.py) and docs/PERFORMANCE.md.
 const perf = (window.eventlyPerf = { dataMs: null, drawMs: null, firstPaintMs: null, live: [] });
 
-const page = { event: null, feed: null, map: null, queue: null, admission: null };
+const page = { event: null, feed: null, map: null, queue: null, admission: null, user: null };
 const bookings = new Bookings($("bookings"), { say, changed: refreshMine });
+const organizer = new Organizer($("organizer"));
 
 function say(text, ok = false) {
   $("message").textContent = text;
@@ -30,9 +33,11 @@ async function showAccount() {
   const loggedIn = Boolean(session.token);
   $("login-form").hidden = loggedIn;
   $("who").hidden = !loggedIn;
+  page.user = null;
   if (loggedIn) {
     try {
-      $("who-email").textContent = (await api("/auth/me")).email;
+      page.user = await api("/auth/me");
+      $("who-email").textContent = page.user.email;
     } catch (error) {
       session.token = null;
       $("account-message").textContent = sentence(error);
@@ -40,6 +45,7 @@ async function showAccount() {
     }
   }
   updateButtons();
+  if (!$("events-view").hidden) organizer.show(page.user);
 }
 
 $("login-form").addEventListener("submit", async (event) => {
@@ -76,6 +82,7 @@ $("logout").addEventListener("click", async () => {
 async function showEvents() {
   $("events-view").hidden = false;
   $("event-view").hidden = true;
+  organizer.show(page.user);
   const list = $("events");
   try {
     const { items } = await api("/events/?limit=100");
@@ -98,6 +105,7 @@ async function showEvents() {
 async function showEvent(id) {
   $("events-view").hidden = true;
   $("event-view").hidden = false;
+  organizer.hide();
   say("");
   let event;
   try {
