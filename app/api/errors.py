@@ -175,7 +175,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "A value in the request cannot be stored (unsupported characters or out of range).",
             "invalid_value",
         ),
-        status_code=400,
+        status_code=422,  # like any other invalid input: no route documents a 400
     )
 
 
