@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=False),
         sa.Column("organizer_id", sa.Integer(), nullable=True),
         sa.Column("event_id", sa.Integer(), nullable=True),
-        sa.Column("url", sa.String(length=2000), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
         sa.Column("secret", sa.String(length=200), nullable=False),
         sa.Column("events", postgresql.ARRAY(sa.String(length=40)), nullable=False),
         sa.Column("created_at", TS, server_default=sa.text("now()"), nullable=False),

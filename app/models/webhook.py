@@ -27,7 +27,9 @@ class Webhook(Base):
     event_id: Mapped[int | None] = mapped_column(
         ForeignKey("events.id", ondelete="CASCADE"), index=True
     )
-    url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    # Text: a URL of 2,000 characters (the input limit) may grow when it is normalised
+    # (percent-encoding, punycode); the stored form is whatever it became.
+    url: Mapped[str] = mapped_column(Text, nullable=False)
     # Kept readable: every delivery is signed with it.
     secret: Mapped[str] = mapped_column(String(200), nullable=False)
     events: Mapped[list[str]] = mapped_column(ARRAY(String(40)), nullable=False)
