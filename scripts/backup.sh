@@ -19,16 +19,6 @@ die() {
 # shellcheck source=scripts/pgtools.sh
 source "$ROOT/scripts/pgtools.sh"
 
-# libpq reads postgresql:// URLs; SQLAlchemy's carry a driver (postgresql+asyncpg://).
-libpq_url() {
-	local url="$1"
-	case "$url" in
-	postgresql+*://* | postgres://*) echo "postgresql://${url#*://}" ;;
-	postgresql://*) echo "$url" ;;
-	*) die "DATABASE_URL must be a postgresql:// URL, not ${url%%://*}://" ;;
-	esac
-}
-
 main() {
 	if [[ "${1:-}" == "-h" || "${1:-}" == "--help" || $# -gt 1 ]]; then
 		sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

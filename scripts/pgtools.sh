@@ -9,6 +9,16 @@
 
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 
+# libpq reads postgresql:// URLs; SQLAlchemy's carry a driver (postgresql+asyncpg://).
+libpq_url() {
+	local url="$1"
+	case "$url" in
+	postgresql+*://* | postgres://*) echo "postgresql://${url#*://}" ;;
+	postgresql://*) echo "$url" ;;
+	*) die "the database must be a postgresql:// URL, not ${url%%://*}://" ;;
+	esac
+}
+
 pg_candidates() {
 	local name="$1" versions=(/usr/lib/postgresql/*/bin) i dir
 	if command -v "$name" >/dev/null 2>&1; then command -v "$name"; fi

@@ -20,16 +20,6 @@ die() {
 # shellcheck source=scripts/pgtools.sh
 source "$ROOT/scripts/pgtools.sh"
 
-# libpq reads postgresql:// URLs; SQLAlchemy's carry a driver (postgresql+asyncpg://).
-libpq_url() {
-	local url="$1"
-	case "$url" in
-	postgresql+*://* | postgres://*) echo "postgresql://${url#*://}" ;;
-	postgresql://*) echo "$url" ;;
-	*) die "the target must be a postgresql:// URL, not ${url%%://*}://" ;;
-	esac
-}
-
 usage() {
 	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }

@@ -3,8 +3,9 @@ shared by the test modules of each use case that goes through a worker."""
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import kombu.pools
 import pytest
 from sqlalchemy import text
 
@@ -12,7 +13,8 @@ from app.core.db import db
 from app.core.queue import celery_app
 from app.models import Role
 from tests import factories
-from tests.servers import WorkerProcess
+from tests.conftest import TEST_REDIS_URL
+from tests.servers import RedisProcess, WorkerProcess
 
 WORKER_ENV = {"OUTBOX_RETRY_AFTER_S": "2", "CELERY_VISIBILITY_TIMEOUT_S": "3", "LOG_LEVEL": "INFO"}
 
@@ -78,3 +80,25 @@ async def expire_all_holds() -> None:
         await conn.execute(
             text("UPDATE seats SET held_until = now() - interval '1 s' WHERE status = 'held'")
         )
+
+
+@pytest.fixture
+async def own_broker() -> AsyncIterator[RedisProcess]:
+    """A broker of its own, for this process and a worker, that the test can stop."""
+    server = RedisProcess()
+    server.start()
+    use_broker(server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+        use_broker(TEST_REDIS_URL)
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery client at another broker (closing the old connections)."""
+    celery_app.pool.force_close_all()
+    celery_app.conf.broker_url = url
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    kombu.pools.reset()  # else kombu hands the closed pool of the old URL out again

@@ -4,13 +4,10 @@ No worker runs between these tests: each starts the ones it needs.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import kombu.pools
 import pytest
 
-from app.core.queue import RUN_JOB, celery_app
-from tests.conftest import TEST_REDIS_URL
+from app.core.queue import RUN_JOB
 from tests.jobpath import (
     WORKER_ENV,
     confirmed_booking,
@@ -18,10 +15,13 @@ from tests.jobpath import (
     jobs_done,
     notifications,
     notifications_at_least,
+    own_broker,
     scalar,
     send,
 )
-from tests.servers import RedisProcess, WorkerProcess
+from tests.servers import WorkerProcess
+
+__all__ = ["own_broker"]  # the module's broker fixture
 
 pytestmark = pytest.mark.slow
 
@@ -51,28 +51,6 @@ class TestCrashes:
         finally:
             again.stop()
         assert await notifications(buyer.id, "booking_confirmed") == 1
-
-
-@pytest.fixture
-async def own_broker() -> AsyncIterator[RedisProcess]:
-    """A broker of its own, for this process and a worker, that the test can stop."""
-    server = RedisProcess()
-    server.start()
-    use_broker(server.url)
-    try:
-        yield server
-    finally:
-        server.stop()
-        use_broker(TEST_REDIS_URL)
-
-
-def use_broker(url: str) -> None:
-    """Point this process's Celery client at another broker (closing the old connections)."""
-    celery_app.pool.force_close_all()
-    celery_app.conf.broker_url = url
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    kombu.pools.reset()  # else kombu hands the closed pool of the old URL out again
 
 
 class TestBrokerOutage:

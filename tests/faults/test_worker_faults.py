@@ -7,12 +7,10 @@ twice, and no job left undone. `tests/test_worker_crashes.py` has the single-job
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from kombu import pools
 from sqlalchemy import text
 
 from app.core.db import db
@@ -21,9 +19,10 @@ from app.models import Role
 from tests import factories
 from tests.conftest import TEST_REDIS_URL, record_figure
 from tests.faults import scale
-from tests.jobpath import WORKER_ENV, scalar, send
-from tests.servers import RedisProcess, WorkerProcess
-from tests.test_worker_crashes import use_broker
+from tests.jobpath import WORKER_ENV, own_broker, scalar, send, use_broker
+from tests.servers import WorkerProcess
+
+__all__ = ["own_broker"]  # the module's broker fixture
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -48,8 +47,7 @@ def open_broker_pools() -> None:
     """Producer pools that are open. kombu keeps one per broker URL, process-wide: a test
     that switched to a broker of its own and back (`use_broker`) closed the test Redis's,
     and kombu would hand it out again, closed ("Acquire on closed pool")."""
-    use_broker(TEST_REDIS_URL)
-    pools.reset()
+    use_broker(TEST_REDIS_URL)  # resets kombu's pools
 
 
 @dataclass
@@ -179,20 +177,6 @@ async def test_worker_killed_mid_job_during_a_storm_of_confirms(client) -> None:
     assert killed_mid_job >= 1  # at least one kill hit a running job
     assert len(counts) == CONFIRMS
     assert set(counts.values()) == {1}, {b: n for b, n in counts.items() if n != 1}
-
-
-@pytest.fixture
-async def own_broker() -> AsyncIterator[RedisProcess]:
-    """A broker of its own, for this process and a worker, that the test stops."""
-    server = RedisProcess()
-    server.start()
-    use_broker(server.url)
-    try:
-        yield server
-    finally:
-        server.stop()
-        use_broker(TEST_REDIS_URL)
-        pools.reset()  # see open_broker_pools
 
 
 async def test_broker_down_and_back_during_a_storm_of_confirms(client, own_broker) -> None:
